@@ -1,0 +1,126 @@
+"""The command line: arguments → one stage → printed problems → exit code. No logic here.
+
+Exit codes: 0 success; 1 the data has errors (or warnings under --strict) or a build failed;
+2 the command line is wrong; 3 an internal error (a bug in reportgen, reported without a
+traceback unless REPORTGEN_DEBUG is set).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from . import __version__, report
+from .errors import ReportgenError, UsageError
+from .reference import field_reference, starter_yaml
+from .regions import find_region, suggest_region
+from .validate import Checked, check_paths
+
+DEFAULT_DATA = Path("data")
+PATHS = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+
+
+def _friendly(command: Callable) -> Callable:
+    """Turn reportgen's errors into a message and exit 1; anything else into exit 3."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):  # noqa: ANN202
+        try:
+            return command(*args, **kwargs)
+        except ReportgenError as exc:
+            click.echo(f"错误：{exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("已中断。", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if os.environ.get("REPORTGEN_DEBUG"):
+                raise
+            click.echo(f"reportgen 内部错误：{type(exc).__name__}: {exc}（请报告此问题；设置 REPORTGEN_DEBUG=1 可显示详情）", err=True)
+            sys.exit(3)
+
+    return run
+
+
+def _check(paths: tuple[Path, ...]) -> list[Checked]:
+    return check_paths(list(paths) or [DEFAULT_DATA])
+
+
+def _print_problems(results: list[Checked]) -> None:
+    for line in report.problem_lines(results):
+        click.echo(line)
+    click.echo(report.summary_line(results), err=True)
+
+
+def _failed(results: list[Checked], strict: bool) -> bool:
+    problems = [p for checked in results for p in checked.problems]
+    return any(p.is_error or strict for p in problems) or not results
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reportgen")
+def main() -> None:
+    """reportgen：由项目 YAML 文件生成项目支出绩效自评表。"""
+
+
+@main.command()
+@PATHS
+@click.option("--strict", is_flag=True, help="有警告也按失败处理（退出码 1）。")
+@_friendly
+def validate(paths: tuple[Path, ...], strict: bool) -> None:
+    """检查项目文件，逐行列出所有问题。PATHS 为文件或文件夹，缺省为 data/。"""
+    results = _check(paths)
+    _print_problems(results)
+    if not results:
+        click.echo("没有找到项目文件（*.yaml）。", err=True)
+    sys.exit(1 if _failed(results, strict) else 0)
+
+
+@main.command()
+@PATHS
+@click.option("--explain", is_flag=True, help="逐项列出计分规则、输入、计算得分与填写得分。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出（每个项目一个对象）。")
+@_friendly
+def score(paths: tuple[Path, ...], explain: bool, as_json: bool) -> None:
+    """计算每个项目的总分和等次。"""
+    results = _check(paths)
+    scored = [checked for checked in results if checked.ok]
+    if as_json:
+        click.echo(json.dumps([report.score_json(c) for c in scored], ensure_ascii=False, indent=2))
+    else:
+        for checked in scored:
+            lines = report.explanation(checked) if explain else [report.score_line(checked)]
+            click.echo("\n".join(lines))
+    for line in report.problem_lines(results):
+        click.echo(line, err=True)
+    sys.exit(1 if _failed(results, strict=False) else 0)
+
+
+@main.command()
+@_friendly
+def fields() -> None:
+    """打印字段说明（由数据模型生成）。"""
+    click.echo(field_reference())
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--region", "region_name", default=None, help="地区，如 深圳龙华；缺省为全国通用表。")
+@click.option("--force", is_flag=True, help="覆盖已存在的文件。")
+@_friendly
+def new(file: Path, region_name: str | None, force: bool) -> None:
+    """生成一个带注释的项目文件模板（中文键）。"""
+    region = find_region(region_name)
+    if region is None:
+        raise UsageError(suggest_region(region_name or ""))
+    if file.exists() and not force:
+        raise UsageError(f"{file} 已存在；如需覆盖请加 --force")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(starter_yaml(region), encoding="utf-8")
+    click.echo(f"已生成 {file}（{region.name}）")

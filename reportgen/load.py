@@ -1,0 +1,262 @@
+"""Read project files: bytes → text → YAML tree in which every key and value knows its line.
+
+Safe YAML only. Every scalar stays the text the user typed (no implicit ints, floats, dates or
+booleans), so "2023.10" and "0.10" are never damaged; the model converts them. Duplicate keys,
+aliases and non-text keys are problems, not silent surprises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import Problem, UsageError, display_path
+
+UNIT_FILE = "_unit.yaml"
+PROJECT_SUFFIXES = (".yaml", ".yml")
+MAX_FILE_BYTES = 2_000_000
+
+Mark = tuple[int, int]  # 1-based line and column
+
+
+class LocatedMap(dict):
+    """A YAML mapping that remembers where each key stands."""
+
+    def __init__(self, mark: Mark) -> None:
+        super().__init__()
+        self.mark = mark
+        self.key_marks: dict[str, Mark] = {}
+        self.value_marks: dict[str, Mark] = {}
+
+
+class LocatedList(list):
+    """A YAML sequence that remembers where each item stands."""
+
+    def __init__(self, mark: Mark) -> None:
+        super().__init__()
+        self.mark = mark
+        self.item_marks: list[Mark] = []
+
+
+def mark_of(node: Node) -> Mark:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _AliasRefused(yaml.MarkedYAMLError):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps scalars as text and refuses aliases (no alias bombs)."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(None, None, "alias", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+
+
+@dataclass
+class Document:
+    """One loaded file: its tree (None when unreadable) and what was wrong with it."""
+
+    path: Path
+    data: LocatedMap | None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _problem(path: Path, mark: Mark, message: str, severity: str = "error", key: str = "") -> Problem:
+    return Problem(display_path(path), mark[0], mark[1], severity, key, message)  # type: ignore[arg-type]
+
+
+def join_key(prefix: str, key: str | int) -> str:
+    """The key path as the user wrote it: 绩效指标[3].分值 (list items counted from 1)."""
+    if isinstance(key, int):
+        return f"{prefix}[{key + 1}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def decode(raw: bytes) -> tuple[str, str | None]:
+    """The file's text and, when it was not UTF-8, a note saying how it was read."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="strict"), None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), None
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    # Windows editors in China save GBK by default; GB18030 is its superset.
+    return raw.decode("gb18030"), "文件不是 UTF-8 编码，已按 GBK/GB18030 读取；建议在编辑器中另存为 UTF-8"
+
+
+_YAML_MESSAGES = (
+    ("found character '\\t'", "含有制表符(Tab)；YAML 的缩进只能用空格"),
+    ("mapping values are not allowed", "此处不能出现冒号「:」；值中含有冒号时请给整个值加引号"),
+    ("could not find expected ':'", "缺少冒号「:」，或上一行的引号没有闭合"),
+    ("found unexpected end of stream", "引号没有闭合"),
+    ("found unknown escape character", "双引号中有无效的转义字符（如 \\x）；请改用单引号"),
+    ("expected <block end>", "缩进不一致：同一层的键必须左对齐"),
+    ("did not find expected key", "缩进不一致：同一层的键必须左对齐"),
+    ("did not find expected '-' indicator", "缩进不一致：列表的各项必须左对齐"),
+    ("could not determine a constructor", "不支持的 YAML 标签（以 ! 开头），请删除"),
+    ("unacceptable character", "文件中有不允许的控制字符"),
+    ("found undefined tag handle", "不支持的 YAML 标签（以 ! 开头），请删除"),
+    ("expected alphabetic or numeric character", "「&」或「*」后缺少名称；含有这些符号的值请加引号"),
+    ("found character that cannot start any token", "此处的字符不能作为值的开头（如 @、`、%）；请给值加引号"),
+)
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    if isinstance(exc, _AliasRefused):
+        return "不支持 YAML 锚点与别名（& 和 *）；请把内容直接写出"
+    problem = f"{exc.context or ''} {exc.problem or ''}"
+    for needle, message in _YAML_MESSAGES:
+        if needle in problem:
+            return message
+    return f"YAML 语法错误：{(exc.problem or exc.context or '').strip()}"
+
+
+class _Builder:
+    """Turns composed YAML nodes into located Python values, collecting problems."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[Problem] = []
+
+    def build(self, node: Node, prefix: str = ""):  # noqa: ANN201 - any YAML value
+        if isinstance(node, MappingNode):
+            return self._mapping(node, prefix)
+        if isinstance(node, SequenceNode):
+            located = LocatedList(mark_of(node))
+            for index, item in enumerate(node.value):
+                located.item_marks.append(mark_of(item))
+                located.append(self.build(item, join_key(prefix, index)))
+            return located
+        return self._scalar(node, prefix)
+
+    def _scalar(self, node: ScalarNode, prefix: str) -> str | None:
+        if node.tag == "tag:yaml.org,2002:null":
+            return None
+        if node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+            if node.tag.startswith("tag:yaml.org,2002:"):
+                return node.value  # !!str-like standard tags: keep the text
+            message = f"不支持的 YAML 标签 {node.tag}，请删除"
+            self.problems.append(_problem(self.path, mark_of(node), message, key=prefix))
+            return None
+        return node.value
+
+    def _mapping(self, node: MappingNode, prefix: str) -> LocatedMap:
+        located = LocatedMap(mark_of(node))
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:null":
+                self.problems.append(_problem(self.path, mark_of(key_node), "键必须是文字", key=prefix))
+                continue
+            key = key_node.value.strip()
+            if key in located:
+                first = located.key_marks[key][0]
+                message = f"键重复（第 {first} 行已有同名键），两处的内容都不会被采用；请合并或改名"
+                self.problems.append(
+                    _problem(self.path, mark_of(key_node), message, key=join_key(prefix, key))
+                )
+                continue
+            located.key_marks[key] = mark_of(key_node)
+            located.value_marks[key] = mark_of(value_node)
+            located[key] = self.build(value_node, join_key(prefix, key))
+        return located
+
+
+def load_file(path: Path) -> Document:
+    """Read one YAML file into a located tree; problems instead of exceptions."""
+    start = (1, 1)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return Document(path, None, [_problem(path, start, f"文件过大（{size} 字节），项目文件应小于 2 MB")])
+        raw = path.read_bytes()
+    except OSError as exc:
+        return Document(path, None, [_problem(path, start, f"无法读取文件：{exc.strerror}")])
+    try:
+        text, note = decode(raw)
+    except UnicodeDecodeError:
+        message = "文件编码无法识别（既不是 UTF-8 也不是 GBK）；请在编辑器中另存为 UTF-8"
+        return Document(path, None, [_problem(path, start, message)])
+    problems = [_problem(path, start, note, "warning")] if note else []
+    if "\x00" in text:
+        problems.append(_problem(path, start, "文件中有空字符(NUL)，可能不是文本文件或编码错误；请另存为 UTF-8"))
+        return Document(path, None, problems)
+    try:
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = (mark.line + 1, mark.column + 1) if mark else start
+        problems.append(_problem(path, where, _yaml_message(exc)))
+        return Document(path, None, problems)
+    except yaml.YAMLError as exc:  # reader errors carry no mark
+        problems.append(_problem(path, start, f"YAML 语法错误：{exc}"))
+        return Document(path, None, problems)
+    if root is None:
+        problems.append(_problem(path, start, "文件为空，没有任何内容"))
+        return Document(path, None, problems)
+    if not isinstance(root, MappingNode):
+        shape = "列表" if isinstance(root, SequenceNode) else "单个值"
+        problems.append(_problem(path, mark_of(root), f"文件顶层应为「键: 值」映射，实际是{shape}"))
+        return Document(path, None, problems)
+    builder = _Builder(path)
+    data = builder.build(root)
+    return Document(path, data, problems + builder.problems)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A project file and the unit files it inherits from, outermost first."""
+
+    path: Path
+    unit_files: tuple[Path, ...]
+
+
+def _unit_chain(file: Path, root: Path) -> tuple[Path, ...]:
+    folders = [file.parent, *file.parent.parents]
+    chain: list[Path] = []
+    for folder in folders:
+        candidate = folder / UNIT_FILE
+        if candidate.is_file():
+            chain.append(candidate)
+        if folder == root:
+            break
+    return tuple(reversed(chain))
+
+
+def discover(paths: list[Path]) -> list[Source]:
+    """Project files under the given files and folders, sorted, each with its unit files."""
+    sources: dict[Path, Source] = {}
+    for given in paths:
+        if given.is_dir():
+            root = given
+            files = [
+                p for p in given.rglob("*")
+                if p.suffix in PROJECT_SUFFIXES and p.is_file() and not p.name.startswith(("_", "."))
+            ]
+        elif given.is_file():
+            root, files = given.parent, [given]
+        else:
+            raise UsageError(f"找不到文件或文件夹：{given}")
+        for file in files:
+            sources.setdefault(file, Source(file, _unit_chain(file, root)))
+    return [sources[key] for key in sorted(sources)]

@@ -1,0 +1,260 @@
+"""Validation: a located YAML tree → a typed ``Project``, or every problem with its line.
+
+Keys may be English names, the form's Chinese labels or their aliases; they are resolved here
+against the model, remembering where each stood, so that schema errors, cross-field checks and
+scoring findings are all reported at the user's line and in the user's words.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from . import checks
+from .errors import Problem, display_path
+from .load import Document, LocatedList, LocatedMap, Mark, Source, join_key, load_file
+from .regions import Region, find_region, suggest_region
+from .schema import UNIT_FIELDS, Project, labels_of, nested_model
+from .score import Finding, Loc, Result, score_project
+from .values import normalize_text
+
+# Rows of these lists may leave 一级/二级 empty to mean "same as the row above".
+_CARRIED = {"indicators": ("level1", "level2"), "scorecard": ("group", "level2")}
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a model path stands in the user's files, and how the user spelt it."""
+
+    file: str
+    key: str
+    line: int
+    col: int
+
+
+class Locator(dict[Loc, Place]):
+    """Model path → place; unknown paths fall back to their nearest located parent."""
+
+    def find(self, loc: Loc) -> Place:
+        for size in range(len(loc), -1, -1):
+            if loc[:size] in self:
+                return self[loc[:size]]
+        raise KeyError(loc)  # the root is always located
+
+
+@dataclass
+class Checked:
+    """A project file after validation and scoring."""
+
+    source: Source
+    problems: list[Problem] = field(default_factory=list)
+    project: Project | None = None
+    region: Region | None = None
+    result: Result | None = None
+    locator: Locator = field(default_factory=Locator)
+
+    @property
+    def ok(self) -> bool:
+        return self.project is not None and not any(p.is_error for p in self.problems)
+
+    def problem(self, loc: Loc, severity: str, message: str) -> None:
+        place = self.locator.find(loc)
+        key = _user_key(self.locator, loc) if loc not in self.locator else place.key
+        self.problems.append(Problem(place.file, place.line, place.col, severity, key, message))  # type: ignore[arg-type]
+
+
+def _user_key(locator: Locator, loc: Loc) -> str:
+    """The user's key path for a loc, spelling the unlocated tail with the form's labels."""
+    for size in range(len(loc), -1, -1):
+        if loc[:size] in locator:
+            key, model = locator[loc[:size]].key, _model_at(loc[:size])
+            for part in loc[size:]:
+                if isinstance(part, int) or model is None or part not in model.model_fields:
+                    key = join_key(key, part) if isinstance(part, int) else join_key(key, str(part))
+                    continue
+                key = join_key(key, labels_of(model, part)[0])
+                model = nested_model(model, part)
+            return key
+    return ""
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Project
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        model = nested_model(model, part) if part in model.model_fields else None
+    return model
+
+
+def _key_index(model: type[BaseModel]) -> dict[str, str]:
+    """Every accepted spelling of a model's keys (normalized) → field name."""
+    index = {}
+    for name in model.model_fields:
+        label, aliases = labels_of(model, name)
+        for spelling in (name, label, *aliases):
+            index[_norm_key(spelling)] = name
+    return index
+
+
+def _norm_key(key: str) -> str:
+    return normalize_text(key).replace(" ", "").replace("（", "(").replace("）", ")").lower()
+
+
+class _Resolver:
+    """Translates the user's keys to model names, recording where each stood."""
+
+    def __init__(self, document: Document, checked: Checked, allowed: tuple[str, ...] | None) -> None:
+        self.file = display_path(document.path)
+        self.checked = checked
+        self.allowed = allowed  # unit files may only set UNIT_FIELDS
+
+    def place(self, loc: Loc, key: str, mark: Mark) -> None:
+        self.checked.locator[loc] = Place(self.file, key, *mark)
+
+    def error(self, key: str, mark: Mark, message: str) -> None:
+        self.checked.problems.append(Problem(self.file, mark[0], mark[1], "error", key, message))
+
+    def mapping(self, data: LocatedMap, model: type[BaseModel], loc: Loc, key_path: str) -> dict:
+        index, resolved = _key_index(model), {}
+        for key, value in data.items():
+            user_key, mark = join_key(key_path, key), data.key_marks[key]
+            name = index.get(_norm_key(key))
+            if name is None:
+                self.error(user_key, mark, self._unknown(key, model))
+                continue
+            if not loc and self.allowed is not None and name not in self.allowed:
+                allowed = "、".join(labels_of(model, n)[0] for n in self.allowed)
+                self.error(user_key, mark, f"单位文件中不能设置此项（可设置：{allowed}）")
+                continue
+            if name in resolved:
+                self.error(user_key, mark, f"与本层的另一个键重复，二者都表示「{labels_of(model, name)[0]}」")
+                continue
+            self.place((*loc, name), user_key, mark)
+            resolved[name] = self.value(value, model, name, (*loc, name), user_key)
+        return resolved
+
+    def value(self, value: object, model: type[BaseModel], name: str, loc: Loc, key_path: str) -> object:
+        inner = nested_model(model, name)
+        if inner is None:
+            return value
+        if isinstance(value, LocatedMap):
+            return self.mapping(value, inner, loc, key_path)
+        if isinstance(value, LocatedList):
+            items = []
+            for index, item in enumerate(value):
+                item_key = join_key(key_path, index)
+                self.place((*loc, index), item_key, value.item_marks[index])
+                items.append(self.mapping(item, inner, (*loc, index), item_key) if isinstance(item, LocatedMap) else item)
+            return items
+        return value
+
+    @staticmethod
+    def _unknown(key: str, model: type[BaseModel]) -> str:
+        spellings = [s for n in model.model_fields for s in (n, *[labels_of(model, n)[0]], *labels_of(model, n)[1])]
+        close = difflib.get_close_matches(key, spellings, n=1, cutoff=0.5)
+        if not close:
+            close = [s for s in spellings if s and (s in key or key in s)][:1]
+        hint = f"，是否想写「{close[0]}」？" if close else ""
+        return f"未知的键「{key}」{hint}"
+
+
+def _carry_levels(data: dict) -> None:
+    """Fill an empty 一级/二级 cell from the row above, as the printed form does."""
+    for list_name, keys in _CARRIED.items():
+        previous: dict = {}
+        for row in data.get(list_name) or []:
+            if not isinstance(row, dict):
+                continue
+            for key in keys:
+                if row.get(key) in (None, "") and previous.get(key):
+                    row[key] = previous[key]
+            previous = row
+
+
+def _merge(unit: dict, project: dict) -> dict:
+    merged = dict(unit)
+    for key, value in project.items():
+        if key == "signoff" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _schema_problems(checked: Checked, exc: ValidationError) -> None:
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":
+            label = labels_of(_model_at(loc[:-1]) or Project, str(loc[-1]))[0]
+            message, loc = f"缺少必填项「{label}」", loc
+        elif error["type"] in ("list_type", "model_type", "dict_type", "model_attributes_type"):
+            message = "应为列表（每项以 - 开头）" if error["type"] == "list_type" else "应为「键: 值」映射"
+        checked.problem(loc, "error", message)
+
+
+def _apply(checked: Checked, findings: list[Finding]) -> None:
+    for finding in findings:
+        checked.problem(finding.loc, finding.severity, finding.message)
+
+
+def check_source(source: Source) -> Checked:
+    """Load, resolve, validate, check and score one project file; never raises on bad data."""
+    checked = Checked(source)
+    documents = [load_file(path) for path in (*source.unit_files, source.path)]
+    merged: dict = {}
+    for position, document in enumerate(documents):
+        checked.problems.extend(document.problems)
+        if document.data is None:
+            continue
+        is_unit = position < len(documents) - 1
+        resolver = _Resolver(document, checked, UNIT_FIELDS if is_unit else None)
+        if not is_unit:
+            resolver.place((), "", document.data.mark)
+        merged = _merge(merged, resolver.mapping(document.data, Project, (), ""))
+    project_document = documents[-1]
+    if project_document.data is None or any(p.is_error for p in checked.problems):
+        return checked
+    _carry_levels(merged)
+    try:
+        project = Project.model_validate(merged)
+    except ValidationError as exc:
+        _schema_problems(checked, exc)
+        return checked
+    region = find_region(project.region)
+    if region is None:
+        checked.problem(("region",), "error", suggest_region(project.region or ""))
+        return checked
+    checked.project, checked.region = project, region
+    _apply(checked, checks.run_all(project, region))
+    checked.result = score_project(project, region)
+    _apply(checked, checked.result.findings)
+    checked.problems.sort(key=lambda p: (p.file != checked.locator[()].file, p.line, p.col))
+    return checked
+
+
+def check_all(sources: list[Source]) -> list[Checked]:
+    """Every project, then the checks across projects (one name per unit and year)."""
+    results = [check_source(source) for source in sources]
+    seen: dict[tuple, Checked] = {}
+    for checked in results:
+        project = checked.project
+        if project is None:
+            continue
+        key = (project.year, project.implementing_unit or "", normalize_text(project.name))
+        if key in seen:
+            first = display_path(seen[key].source.path)
+            checked.problem(("name",), "error", f"与 {first} 的项目同名（同一单位、同一年度的项目名称不能重复）")
+        else:
+            seen[key] = checked
+    return results
+
+
+def check_paths(paths: list[Path]) -> list[Checked]:
+    from .load import discover
+
+    return check_all(discover(paths))
