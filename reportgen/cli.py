@@ -55,7 +55,7 @@ def _check(paths: tuple[Path, ...]) -> list[Checked]:
 def _print_problems(results: list[Checked]) -> None:
     for line in report.problem_lines(results):
         click.echo(line)
-    click.echo(report.summary_line(results), err=True)
+    click.echo(report.summary_line(results))
 
 
 def _failed(results: list[Checked], strict: bool) -> bool:

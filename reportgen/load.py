@@ -77,6 +77,10 @@ class Document:
     problems: list[Problem] = field(default_factory=list)
 
 
+def _tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
 def _problem(path: Path, mark: Mark, message: str, severity: str = "error", key: str = "") -> Problem:
     return Problem(display_path(path), mark[0], mark[1], severity, key, message)  # type: ignore[arg-type]
 
@@ -129,6 +133,9 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     return f"YAML 语法错误：{(exc.problem or exc.context or '').strip()}"
 
 
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 class _Builder:
     """Turns composed YAML nodes into located Python values, collecting problems."""
 
@@ -137,6 +144,10 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def build(self, node: Node, prefix: str = ""):  # noqa: ANN201 - any YAML value
+        if not isinstance(node, ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            message = f"不支持的 YAML 标签 {_tag(node.tag)}，请删除"
+            self.problems.append(_problem(self.path, mark_of(node), message, key=prefix))
+            return None
         if isinstance(node, MappingNode):
             return self._mapping(node, prefix)
         if isinstance(node, SequenceNode):
@@ -153,7 +164,7 @@ class _Builder:
         if node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
             if node.tag.startswith("tag:yaml.org,2002:"):
                 return node.value  # !!str-like standard tags: keep the text
-            message = f"不支持的 YAML 标签 {node.tag}，请删除"
+            message = f"不支持的 YAML 标签 {_tag(node.tag)}，请删除"
             self.problems.append(_problem(self.path, mark_of(node), message, key=prefix))
             return None
         return node.value
@@ -167,7 +178,7 @@ class _Builder:
             key = key_node.value.strip()
             if key in located:
                 first = located.key_marks[key][0]
-                message = f"键重复（第 {first} 行已有同名键），两处的内容都不会被采用；请合并或改名"
+                message = f"键重复（第 {first} 行已有同名键）；请删除或合并其中一个"
                 self.problems.append(
                     _problem(self.path, mark_of(key_node), message, key=join_key(prefix, key))
                 )

@@ -91,7 +91,8 @@ class Region(Rules):
     description: str = ""
     money: MoneyFormat = MoneyFormat()
     rate: NumberFormat = NumberFormat(decimals=2, suffix="%")
-    points: NumberFormat = NumberFormat(decimals=2, trim_zeros=True)
+    points: NumberFormat = Field(NumberFormat(decimals=2, trim_zeros=True), description="得分的印刷格式")
+    weights: NumberFormat = Field(NumberFormat(decimals=2, trim_zeros=True), description="分值的印刷格式")
     score_decimals: int = Field(2, description="计算得分保留的小数位")
     execution: Execution = Execution()
     score_table: Literal["indicators", "scorecard"] = Field(

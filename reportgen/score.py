@@ -112,10 +112,11 @@ def direction_of(indicator: Indicator, region: Region) -> str:
     if indicator.direction:
         return indicator.direction
     text = normalize_text(indicator.target or "")
-    if any(word in text for word in REVERSE_WORDS):
-        return "反向"
-    if any(word in text for word in POSITIVE_WORDS):
-        return "正向"
+    # Longest words first: 不少于 is positive although it contains 少于.
+    words = [(w, "反向") for w in REVERSE_WORDS] + [(w, "正向") for w in POSITIVE_WORDS]
+    for word, direction in sorted(words, key=lambda pair: len(pair[0]), reverse=True):
+        if word in text:
+            return direction
     reverse = {normalize_text(name) for name in region.reverse_level2}
     return "反向" if normalize_text(indicator.level2 or "") in reverse else "正向"
 

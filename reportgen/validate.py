@@ -8,6 +8,7 @@ scoring findings are all reported at the user's line and in the user's words.
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +142,14 @@ class _Resolver:
         inner = nested_model(model, name)
         if inner is None:
             return value
+        wants_list = typing.get_origin(model.model_fields[name].annotation) is list
+        mark = self.checked.locator[loc]
+        if wants_list and isinstance(value, LocatedMap):
+            self.error(key_path, (mark.line, mark.col), "应为列表（每项以「- 」开头）")
+            return []
+        if not wants_list and isinstance(value, LocatedList):
+            self.error(key_path, (mark.line, mark.col), "应为「键: 值」映射，不能是列表")
+            return {}
         if isinstance(value, LocatedMap):
             return self.mapping(value, inner, loc, key_path)
         if isinstance(value, LocatedList):
@@ -154,12 +163,41 @@ class _Resolver:
 
     @staticmethod
     def _unknown(key: str, model: type[BaseModel]) -> str:
-        spellings = [s for n in model.model_fields for s in (n, *[labels_of(model, n)[0]], *labels_of(model, n)[1])]
-        close = difflib.get_close_matches(key, spellings, n=1, cutoff=0.5)
-        if not close:
-            close = [s for s in spellings if s and (s in key or key in s)][:1]
-        hint = f"，是否想写「{close[0]}」？" if close else ""
-        return f"未知的键「{key}」{hint}"
+        close = _closest(key, _spellings(model))
+        if close:
+            return f"未知的键「{key}」，是否想写「{close}」？"
+        elsewhere: dict[str, str] = {}
+        for where, other in _all_models():
+            for spelling in _spellings(other) if other is not model else ():
+                elsewhere.setdefault(spelling, where)
+        close = _closest(key, list(elsewhere))
+        if close:
+            return f"未知的键「{key}」；「{close}」应写在「{elsewhere[close]}」之下"
+        return f"未知的键「{key}」"
+
+
+def _spellings(model: type[BaseModel]) -> list[str]:
+    return [s for name in model.model_fields for s in (name, labels_of(model, name)[0], *labels_of(model, name)[1])]
+
+
+def _closest(key: str, spellings: list[str]) -> str | None:
+    close = difflib.get_close_matches(key, spellings, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    contained = [s for s in spellings if len(s) > 1 and (s in key or key in s)]
+    return min(contained, key=lambda s: abs(len(s) - len(key))) if contained else None
+
+
+def _all_models(model: type[BaseModel] = Project, where: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """Every nested model with the label path that leads to it (项目资金.年度资金总额)."""
+    found = []
+    for name in model.model_fields:
+        inner = nested_model(model, name)
+        if inner is not None:
+            path = join_key(where, labels_of(model, name)[0])
+            found.append((path, inner))
+            found.extend(_all_models(inner, path))
+    return found
 
 
 def _carry_levels(data: dict) -> None:
@@ -205,6 +243,14 @@ def _apply(checked: Checked, findings: list[Finding]) -> None:
 def check_source(source: Source) -> Checked:
     """Load, resolve, validate, check and score one project file; never raises on bad data."""
     checked = Checked(source)
+    _check_into(checked)
+    project_file = display_path(source.path)
+    checked.problems.sort(key=lambda p: (p.file != project_file, p.file, p.line, p.col))
+    return checked
+
+
+def _check_into(checked: Checked) -> None:
+    source = checked.source
     documents = [load_file(path) for path in (*source.unit_files, source.path)]
     merged: dict = {}
     for position, document in enumerate(documents):
@@ -216,25 +262,25 @@ def check_source(source: Source) -> Checked:
         if not is_unit:
             resolver.place((), "", document.data.mark)
         merged = _merge(merged, resolver.mapping(document.data, Project, (), ""))
-    project_document = documents[-1]
-    if project_document.data is None or any(p.is_error for p in checked.problems):
-        return checked
+    if documents[-1].data is None or any(p.is_error for p in checked.problems):
+        return
+    region_name = merged.get("region")
+    region = find_region(region_name if isinstance(region_name, str) else None)
+    if region is None:
+        checked.problem(("region",), "error", suggest_region(str(region_name)))
     _carry_levels(merged)
     try:
         project = Project.model_validate(merged)
     except ValidationError as exc:
         _schema_problems(checked, exc)
-        return checked
-    region = find_region(project.region)
+        return
     if region is None:
-        checked.problem(("region",), "error", suggest_region(project.region or ""))
-        return checked
+        return
+    project = project.model_copy(update={"region": region.id})
     checked.project, checked.region = project, region
     _apply(checked, checks.run_all(project, region))
     checked.result = score_project(project, region)
     _apply(checked, checked.result.findings)
-    checked.problems.sort(key=lambda p: (p.file != checked.locator[()].file, p.line, p.col))
-    return checked
 
 
 def check_all(sources: list[Source]) -> list[Checked]:

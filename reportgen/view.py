@@ -1,0 +1,179 @@
+"""The template context: a scored project as the strings its region prints.
+
+Templates never compute or format; everything they show is decided here, from the region's
+rules profile (units, decimals, labels) and the scoring result. See templates/CONTEXT.md.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from itertools import groupby
+
+from .regions import NumberFormat, Region
+from .schema import NotApplicable, Project
+from .score import Result, funds_unit, money_rows
+from .values import MONEY_UNITS, Money, format_decimal
+
+_COLUMNS = ("initial", "annual", "adjusted", "executed")
+
+
+def _number(value: Decimal | None, fmt: NumberFormat) -> str:
+    if value is None:
+        return ""
+    return format_decimal(value, fmt.decimals, fmt.trim_zeros) + fmt.suffix
+
+
+def _points(value: Decimal | NotApplicable | None, fmt: NumberFormat) -> str:
+    return value.text if isinstance(value, NotApplicable) else _number(value, fmt)
+
+
+def _money(amount: Money | None, entered_unit: str, region: Region) -> str:
+    if amount is None:
+        return ""
+    shown = amount.in_yuan(entered_unit) / MONEY_UNITS[region.money.unit]
+    return _number(shown, region.money)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def funds_view(project: Project, region: Region, result: Result) -> dict:
+    funds, line = project.funds, result.execution.line
+    unit = funds_unit(funds, region)
+    view: dict = {
+        name: {column: _money(getattr(row, column), unit, region) for column in _COLUMNS}
+        for name, row in money_rows(funds).items()
+    }
+    rate = funds.rate.text if funds.rate is not None else _number(result.execution.rate, region.rate)
+    score = line.used if (line.entered is not None or line.computed is not None) else None
+    view.update(
+        unit=region.money.unit,
+        weight=_number(line.weight, region.weights),
+        rate=rate,
+        score=_number(score, region.points),
+    )
+    return view
+
+
+def _share(project: Project, region: Region, level1: str) -> Decimal | None:
+    category = region.category(level1)
+    for name, share in (project.shares or {}).items():
+        if region.category(name) == category if category else name == level1:
+            return share
+    return category.share if category else None
+
+
+def level1_label(project: Project, region: Region, level1: str) -> str:
+    share = _share(project, region, level1)
+    if share is None or "{share}" not in region.level1_label:
+        return level1
+    return region.level1_label.format(name=level1, share=format_decimal(share, None))
+
+
+def _mark_spans(rows: list[dict], key: str, within: str | None = None) -> None:
+    """Set ``<key>_first``/``<key>_span`` on runs of equal ``key`` (inside runs of ``within``)."""
+    def run_key(row: dict) -> tuple:
+        return (row[within], row[key]) if within else (row[key],)
+
+    for _, run in groupby(rows, key=run_key):
+        members = list(run)
+        for offset, row in enumerate(members):
+            row[f"{key}_first"] = offset == 0
+            row[f"{key}_span"] = len(members) if offset == 0 else 0
+
+
+def indicators_view(project: Project, region: Region, result: Result) -> list[dict]:
+    rows = []
+    for index, indicator in enumerate(project.indicators):
+        line = result.line_at(("indicators", index))
+        score: Decimal | NotApplicable | None = indicator.score
+        if score is None and line is not None and line.computed is not None and line.weight:
+            score = line.computed
+        level1 = indicator.level1 or ""
+        rows.append(
+            {
+                "level1": level1,
+                "level1_label": level1_label(project, region, level1),
+                "level2": _text(indicator.level2),
+                "name": indicator.name,
+                "target": _text(indicator.target),
+                "actual": _text(indicator.actual),
+                "progress": _text(indicator.progress),
+                "weight": _points(indicator.weight, region.weights),
+                "score": _points(score, region.points),
+                "reason": _text(indicator.reason),
+            }
+        )
+    _mark_spans(rows, "level1")
+    _mark_spans(rows, "level2", within="level1")
+    return rows
+
+
+def scorecard_view(project: Project, region: Region, result: Result) -> list[dict]:
+    groups = []
+    lines = {line.loc[:2]: line for line in result.lines}
+    indexed = list(enumerate(project.scorecard))
+    for group, members in groupby(indexed, key=lambda pair: pair[1].group or ""):
+        rows = []
+        weight = score = Decimal(0)
+        for index, row in members:
+            used = lines[("scorecard", index)].used if ("scorecard", index) in lines else row.score
+            weight += row.weight
+            score += used or Decimal(0)
+            rows.append(
+                {
+                    "level2": _text(row.level2),
+                    "name": row.name,
+                    "weight": _number(row.weight, region.weights),
+                    "score": _number(used, region.points),
+                }
+            )
+        _mark_spans(rows, "level2")
+        groups.append(
+            {
+                "name": group,
+                "weight": _number(weight, region.weights),
+                "score": _number(score, region.points),
+                "rows": rows,
+            }
+        )
+    return groups
+
+
+def context(project: Project, region: Region, result: Result) -> dict:
+    """Everything a region template may print, as strings (see templates/CONTEXT.md)."""
+    return {
+        "region": {"id": region.id, "name": region.name, "title": region.title},
+        "project": {
+            "year": str(project.year),
+            **{
+                key: _text(getattr(project, key))
+                for key in (
+                    "code", "name", "department", "department_code", "implementing_unit",
+                    "primary_unit", "filing_unit", "attribute", "period",
+                )
+            },
+        },
+        "funds": funds_view(project, region, result),
+        "goals": {"expected": _text(project.expected_goal), "achieved": _text(project.goal_achieved)},
+        "narrative": {
+            key: _text(getattr(project, key))
+            for key in ("overview", "fund_usage", "implementation", "performance", "other_issues")
+        },
+        "indicators": indicators_view(project, region, result),
+        "scorecard": scorecard_view(project, region, result),
+        "total": {
+            "weight": _number(result.total_weight, region.weights),
+            "score": _number(result.total, region.points),
+        },
+        "grade": result.grade,
+        "evaluators": [
+            {key: _text(getattr(person, key)) for key in ("name", "title", "office", "phone")}
+            for person in project.evaluators
+        ],
+        "signoff": {
+            key: _text(getattr(project.signoff, key))
+            for key in ("leader", "handler", "phone", "date", "unit_leader")
+        },
+    }

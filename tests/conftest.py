@@ -1,0 +1,70 @@
+"""Shared test helpers: the seed data folder, a CLI runner, and a small valid project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reportgen.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+
+# A valid 深圳龙华 project: weights 10 (execution) + 50 + 30 + 10 = 100.
+BASE_PROJECT = """\
+地区: 深圳龙华
+年度: 2022
+项目名称: 测试项目
+实施单位: 测试单位
+项目资金:
+  金额单位: 元
+  年度资金总额:
+    年初预算数: "1000.00"
+    全年预算数: "1000.00"
+    全年执行数: "990.00"
+  当年财政拨款:
+    年初预算数: "1000.00"
+    全年预算数: "1000.00"
+    全年执行数: "990.00"
+  分值: 10
+绩效指标:
+  - 一级指标: 产出指标
+    二级指标: 数量指标
+    三级指标: 操作员数量
+    年度指标值: "17"
+    实际完成值: "27"
+    分值: 50
+  - 一级指标: 效益指标
+    二级指标: 社会效益指标
+    三级指标: 事件办理
+    年度指标值: 重点解决
+    实际完成值: 重点解决
+    分值: 30
+    得分: 30
+  - 一级指标: 满意度指标
+    二级指标: 服务对象满意度指标
+    三级指标: 市民满意度
+    年度指标值: "≥95%"
+    实际完成值: "100%"
+    分值: 10
+"""
+
+
+def run_cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def project_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a project file into tmp_path (the working folder) and return its name."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(text: str = BASE_PROJECT, name: str = "p.yaml") -> str:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return name
+
+    return write
