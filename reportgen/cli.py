@@ -17,12 +17,17 @@ from pathlib import Path
 import click
 
 from . import __version__, report
+from .build import Options
+from .build import build as run_build
 from .errors import ReportgenError, UsageError
+from .progress import progress_printer
 from .reference import field_reference, starter_yaml
-from .regions import find_region, suggest_region
+from .regions import all_regions, find_region, suggest_region
+from .templates_check import check_templates
 from .validate import Checked, check_paths
 
 DEFAULT_DATA = Path("data")
+DEFAULT_OUT = Path("build")
 PATHS = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 
 
@@ -30,7 +35,7 @@ def _friendly(command: Callable) -> Callable:
     """Turn reportgen's errors into a message and exit 1; anything else into exit 3."""
 
     @functools.wraps(command)
-    def run(*args, **kwargs):  # noqa: ANN202
+    def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except ReportgenError as exc:
@@ -39,7 +44,7 @@ def _friendly(command: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("已中断。", err=True)
             sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        except Exception as exc:
             if os.environ.get("REPORTGEN_DEBUG"):
                 raise
             click.echo(f"reportgen 内部错误：{type(exc).__name__}: {exc}（请报告此问题；设置 REPORTGEN_DEBUG=1 可显示详情）", err=True)
@@ -124,3 +129,54 @@ def new(file: Path, region_name: str | None, force: bool) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(starter_yaml(region), encoding="utf-8")
     click.echo(f"已生成 {file}（{region.name}）")
+
+
+@main.command()
+@PATHS
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True,
+              help="输出文件夹。")
+@click.option("--force", is_flag=True, help="全部重新生成，不跳过未变化的项目。")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="同时运行的 LibreOffice 数量（缺省为 CPU 核数）。")
+@click.option("--soffice", default="soffice", show_default=True, envvar="REPORTGEN_SOFFICE", help="LibreOffice 程序。")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
+              help="单个文件转换的超时秒数。")
+@click.option("--pdfa", is_flag=True, help="生成 PDF/A-2b（存档用）。")
+@_friendly
+def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, soffice: str, timeout: float,
+          pdfa: bool) -> None:
+    """校验、计分，生成每个项目的 Word 和 PDF，并按单位、年度打包。"""
+    options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa)
+    with progress_printer() as progress:
+        result = run_build(list(paths) or [DEFAULT_DATA], out, options, progress)
+    for problem in result.problems:
+        click.echo(str(problem))
+    for failure in result.failures:
+        click.echo(f"失败：{failure}", err=True)
+    for archive in result.bundles:
+        click.echo(f"报送包：{archive}")
+    click.echo(result.summary())
+    sys.exit(0 if result.ok else 1)
+
+
+@main.command()
+@_friendly
+def regions() -> None:
+    """列出可用的地区规则。"""
+    for region in all_regions().values():
+        click.echo(f"{region.id}\t{region.name}\t{region.title}（也可写：{'、'.join(region.aliases)}）")
+
+
+@main.group()
+def templates() -> None:
+    """地区模板相关命令。"""
+
+
+@templates.command("check")
+@_friendly
+def templates_check() -> None:
+    """检查每个地区模板中的标签都存在于模板上下文中（含嵌套路径）。"""
+    problems = check_templates()
+    for line in problems:
+        click.echo(line)
+    click.echo(f"检查了 {len(all_regions())} 个地区模板：{len(problems)} 个问题")
+    sys.exit(1 if problems else 0)

@@ -1,0 +1,396 @@
+"""The pipeline in one function: load → validate → score → render → convert → bundle.
+
+Outputs go to ``<out>/<年度>/<单位>/``. Every file is produced in a staging folder or under a
+temporary name and renamed into place, so a failure leaves earlier outputs intact and nothing
+half-written. A project whose inputs have not changed since the last build is neither
+re-rendered nor re-converted; a bundle is re-merged only when a member changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, bundle, convert, render, view
+from .bundle import SummaryRow
+from .errors import OutputError, Problem, ReportgenError, display_path
+from .score import column_total
+from .validate import Checked, check_paths
+from .values import format_decimal, round_half_up
+
+STATE_FOLDER = ".reportgen"
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class Options:
+    force: bool = False
+    jobs: int | None = None
+    soffice: str = "soffice"
+    timeout: float = 120.0
+    pdfa: bool = False
+
+
+@dataclass
+class Job:
+    """One project to build: where its files go and what its outputs depend on."""
+
+    checked: Checked
+    folder: Path
+    stem: str
+    fingerprint: str
+    when: datetime.datetime
+
+    @property
+    def docx(self) -> Path:
+        return self.folder / f"{self.stem}.docx"
+
+    @property
+    def pdf(self) -> Path:
+        return self.folder / f"{self.stem}.pdf"
+
+    @property
+    def inputs(self) -> list[Path]:
+        source = self.checked.source
+        region = self.checked.region
+        assert region is not None
+        return [*source.unit_files, source.path, region.template, region.folder / "rules.yaml"]
+
+
+@dataclass
+class Report:
+    """What a build did, for the final summary line and the exit code."""
+
+    projects: int = 0
+    rebuilt: int = 0
+    skipped: int = 0
+    warnings: int = 0
+    failures: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    bundles: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        return (
+            f"项目 {self.projects} 个：重新生成 {self.rebuilt}，未变化跳过 {self.skipped}，"
+            f"警告 {self.warnings}，失败 {len(self.failures)}；报送包 {len(self.bundles)} 个；用时 {self.seconds:.1f} 秒"
+        )
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def _digest(*parts: bytes | str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode() if isinstance(part, str) else part)
+        hasher.update(b"\0")
+    return hasher.hexdigest()
+
+
+def _when(checked: Checked) -> datetime.datetime:
+    """The date printed into PDFs and zips: SOURCE_DATE_EPOCH, else the form's own date."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return datetime.datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), datetime.UTC)
+    project = checked.project
+    assert project is not None
+    for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"):
+        try:
+            date = datetime.datetime.strptime(project.signoff.date or "", fmt)
+            return date.replace(hour=12, tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    return datetime.datetime(project.year, 12, 31, 12, tzinfo=datetime.UTC)
+
+
+def unit_of(checked: Checked) -> str:
+    project = checked.project
+    assert project is not None
+    return project.implementing_unit or project.primary_unit or checked.source.path.parent.name
+
+
+def plan(results: list[Checked], out: Path, options: Options) -> list[Job]:
+    """Where each valid project's files go; names are safe and distinct within a bundle."""
+    taken: dict[Path, set[str]] = {}
+    jobs = []
+    for checked in results:
+        project = checked.project
+        assert project is not None
+        folder = out / str(project.year) / bundle.safe_filename(unit_of(checked), set())
+        stem = bundle.safe_filename(project.name, taken.setdefault(folder, set()))
+        job = Job(checked, folder, stem, "", _when(checked))
+        contents = [path.read_bytes() for path in job.inputs]
+        job.fingerprint = _digest(__version__, str(options.pdfa), job.when.isoformat(), *contents)
+        jobs.append(job)
+    return jobs
+
+
+# --- state: what the last build produced ----------------------------------------------------
+
+
+class State:
+    """``<out>/.reportgen/state.json``: fingerprints of what was built, to skip unchanged work."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STATE_FOLDER / "state.json"
+        try:
+            self.entries: dict[str, dict] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def fresh(self, key: str, fingerprint: str, outputs: list[Path]) -> bool:
+        entry = self.entries.get(key)
+        if not entry or entry.get("fingerprint") != fingerprint:
+            return False
+        recorded = entry.get("outputs", {})
+        return all(p.is_file() and recorded.get(p.name) == bundle.sha256_of(p) for p in outputs)
+
+    def record(self, key: str, fingerprint: str, outputs: list[Path]) -> None:
+        self.entries[key] = {"fingerprint": fingerprint, "outputs": {p.name: bundle.sha256_of(p) for p in outputs}}
+
+    def save(self) -> None:
+        data = json.dumps(self.entries, ensure_ascii=False, indent=1, sort_keys=True)
+        bundle.write_bytes(self.path, data.encode("utf-8"))
+
+
+@contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """One build per output folder at a time: a second one fails at once, clearly."""
+    try:
+        (out / STATE_FOLDER).mkdir(parents=True, exist_ok=True)
+        handle = open(out / STATE_FOLDER / "lock", "w")  # noqa: SIM115 - held for the block
+    except OSError as exc:
+        raise OutputError(f"无法写入输出文件夹 {out}：{exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise OutputError(f"另一个 reportgen build 正在写入 {out}，请等它结束后再运行") from exc
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+def _key(job: Job, out: Path) -> str:
+    return str(job.docx.relative_to(out))
+
+
+def render_jobs(jobs: list[Job], staging: Path, report: Report, progress: Progress) -> list[tuple[Job, Path]]:
+    rendered = []
+    for done, job in enumerate(jobs, 1):
+        checked = job.checked
+        assert checked.project and checked.region and checked.result
+        target = staging / f"{done:05d}.docx"
+        try:
+            context = view.context(checked.project, checked.region, checked.result)
+            render.render_docx(checked.region.template, context, target)
+            bundle.normalize_docx(target, job.when)
+            rendered.append((job, target))
+        except ReportgenError as exc:
+            report.failures.append(f"{display_path(checked.source.path)}: {exc}")
+        progress("生成 Word", done, len(jobs))
+    return rendered
+
+
+def convert_jobs(
+    rendered: list[tuple[Job, Path]], options: Options, report: Report, progress: Progress
+) -> dict[Path, Path]:
+    """PDFs for the rendered DOCX; a failed conversion fails its project, not the build."""
+    if not rendered:
+        return {}
+    documents = [docx for _, docx in rendered]
+    try:
+        results = convert.convert_many(
+            documents, soffice=options.soffice, jobs=options.jobs, timeout=options.timeout,
+            pdfa=options.pdfa, progress=lambda done, total: progress("转换 PDF", done, total),
+        )
+    except ReportgenError as exc:
+        report.failures.extend(f"{display_path(job.checked.source.path)}: {exc}" for job, _ in rendered)
+        return {}
+    pdfs = {}
+    for job, docx in rendered:
+        outcome = results.get(docx)
+        if isinstance(outcome, Path):
+            bundle.normalize_pdf(outcome, job.checked.project.name, job.when, job.fingerprint)
+            pdfs[docx] = outcome
+        else:
+            report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
+    return pdfs
+
+
+def publish(rendered: list[tuple[Job, Path]], pdfs: dict[Path, Path], state: State, out: Path) -> None:
+    """Move finished files into place. The DOCX is kept even when its PDF failed."""
+    for job, docx in rendered:
+        job.folder.mkdir(parents=True, exist_ok=True)
+        _move(docx, job.docx)
+        if docx in pdfs:
+            _move(pdfs[docx], job.pdf)
+            state.record(_key(job, out), job.fingerprint, [job.docx, job.pdf])
+
+
+def _move(source: Path, target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), str(target.with_name(f".{target.name}.part")))
+        os.replace(target.with_name(f".{target.name}.part"), target)
+    except OSError as exc:
+        raise OutputError(f"无法写入 {target}：{exc.strerror or exc}") from exc
+
+
+def summary_row(job: Job) -> SummaryRow:
+    checked = job.checked
+    project, region, result = checked.project, checked.region, checked.result
+    assert project and region and result
+    base = column_total(project.funds, region.execution.base, region)
+    executed = column_total(project.funds, "executed", region)
+
+    def yuan(value):
+        return "" if value is None else f"{round_half_up(value, 2):,}"
+
+    rate = "" if result.execution.rate is None else format_decimal(result.execution.rate, 2) + "%"
+    warnings = sum(not p.is_error for p in checked.problems)
+    total = format_decimal(result.total, None)
+    return SummaryRow(project.name, yuan(base), yuan(executed), rate, total, result.grade, warnings)
+
+
+@dataclass
+class Bundle:
+    """One unit and year: its members, and what its merged outputs depend on."""
+
+    folder: Path
+    members: list[Job]
+    fingerprint: str = ""
+
+    NAMES = ("全部项目.docx", "全部项目.pdf", "汇总表.csv", "manifest.json")
+
+    @property
+    def archive(self) -> Path:
+        return self.folder.with_suffix(".zip")
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [*(self.folder / name for name in self.NAMES), self.archive]
+
+    @property
+    def title(self) -> str:
+        return f"{self.folder.name} {self.folder.parent.name} 年度项目支出绩效自评汇总表"
+
+    @property
+    def when(self) -> datetime.datetime:
+        return max(job.when for job in self.members)
+
+
+def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list[Bundle]:
+    """Bundles whose members all built; a unit with a failed project gets no bundle at all."""
+    folders: dict[Path, list[Job]] = {}
+    for job in jobs:
+        folders.setdefault(job.folder, []).append(job)
+    failed_dirs = {checked.source.path.parent for checked in failed}
+    bundles = []
+    for folder, members in sorted(folders.items()):
+        members.sort(key=lambda job: str(job.checked.source.path))
+        broken = any(job.checked.source.path.parent in failed_dirs for job in members)
+        if broken or not all(job.pdf.is_file() and job.docx.is_file() for job in members):
+            report.failures.append(f"{folder}: 本单位有项目未能生成，报送包未更新")
+            continue
+        digest = _digest(__version__, *(bundle.sha256_of(j.pdf) + bundle.sha256_of(j.docx) for j in members))
+        bundles.append(Bundle(folder, members, digest))
+    return bundles
+
+
+def write_bundles(bundles: list[Bundle], state: State, out: Path, options: Options, progress: Progress) -> None:
+    """Summaries first (all converted in one LibreOffice call), then merges, CSV, manifest, zip."""
+    with tempfile.TemporaryDirectory(prefix="reportgen-") as scratch:
+        summaries = []
+        for index, item in enumerate(bundles):
+            summary = Path(scratch) / f"{index:05d}" / "汇总表.docx"
+            summary.parent.mkdir()
+            bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], summary, item.when)
+            summaries.append(summary)
+        pdfs = convert.convert_many(summaries, soffice=options.soffice, jobs=options.jobs, timeout=options.timeout)
+        for done, (item, summary) in enumerate(zip(bundles, summaries, strict=True), 1):
+            pdf = pdfs.get(summary)
+            if not isinstance(pdf, Path):
+                raise ReportgenError(f"{item.folder}: 汇总表转换 PDF 失败：{pdf}")
+            _write_bundle(item, summary, pdf, out)
+            state.record(str(item.folder.relative_to(out)), item.fingerprint, item.outputs)
+            progress("打包", done, len(bundles))
+
+
+def _write_bundle(item: Bundle, summary_docx: Path, summary_pdf: Path, out: Path) -> None:
+    folder, members, when = item.folder, item.members, item.when
+    docx_name, pdf_name, csv_name, manifest_name = Bundle.NAMES
+    _remove_strays(folder, {f"{j.stem}{s}" for j in members for s in (".docx", ".pdf")} | set(Bundle.NAMES))
+    bundle.merge_docx([summary_docx, *(j.docx for j in members)], folder / docx_name, when)
+    parts = [("汇总表", summary_pdf), *((j.checked.project.name, j.pdf) for j in members)]
+    bundle.merge_pdfs(parts, folder / pdf_name, item.title, when, item.fingerprint)
+    bundle.write_summary_csv([summary_row(j) for j in members], folder / csv_name)
+    info = {
+        "reportgen": __version__,
+        "year": folder.parent.name,
+        "unit": folder.name,
+        "rules": {j.checked.region.id: bundle.sha256_of(j.checked.region.folder / "rules.yaml") for j in members},
+        "projects": [{"name": j.checked.project.name, "file": j.stem} for j in members],
+    }
+    inputs = [Path(display_path(p)) for j in members for p in j.inputs]
+    bundle.write_manifest(folder / manifest_name, folder, inputs, info)
+    bundle.write_zip(folder, item.archive, when)
+
+
+def _remove_strays(folder: Path, expected: set[str]) -> None:
+    """Outputs of projects that no longer exist would otherwise be bundled again."""
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix in (".docx", ".pdf") and path.name not in expected:
+            path.unlink()
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def build(paths: list[Path], out: Path, options: Options | None = None, progress: Progress = _no_progress) -> Report:
+    """Build every project under ``paths`` into ``out``; one failing project stops no other."""
+    options = options or Options()
+    started, report = time.monotonic(), Report()
+    results = check_paths(paths)
+    report.problems = [p for checked in results for p in checked.problems]
+    report.projects = len(results)
+    report.warnings = sum(not p.is_error for p in report.problems)
+    report.failures = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
+    with build_lock(out):
+        state = State(out)
+        jobs = plan([c for c in results if c.ok], out, options)
+        stale = [job for job in jobs if options.force or not state.fresh(_key(job, out), job.fingerprint, [job.docx, job.pdf])]
+        report.skipped = len(jobs) - len(stale)
+        with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
+            rendered = render_jobs(stale, Path(staging), report, progress)
+            pdfs = convert_jobs(rendered, options, report, progress)
+            publish(rendered, pdfs, state, out)
+        report.rebuilt = len(pdfs)
+        state.save()
+        bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
+        stale_bundles = [b for b in bundles if options.force or not state.fresh(str(b.folder.relative_to(out)), b.fingerprint, b.outputs)]
+        write_bundles(stale_bundles, state, out, options, progress)
+        report.bundles = [b.archive for b in bundles]
+        state.save()
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,266 @@
+"""Submission bundles: per unit and year, the merged DOCX and PDF, a summary, a manifest, a zip.
+
+Everything written here is reproducible: the same inputs give byte-identical files (fixed zip
+timestamps, PDF dates and IDs from SOURCE_DATE_EPOCH or from the inputs) and every file is
+written to a temporary name and renamed into place, so no half-written file is ever visible.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import io
+import json
+import os
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from docx import Document as new_docx
+from docx.enum.section import WD_ORIENT
+from docx.enum.text import WD_BREAK
+from docx.oxml.ns import qn
+from docx.shared import Cm, Pt
+from docxcompose.composer import Composer
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import ArrayObject, ByteStringObject
+
+from .errors import OutputError
+
+ZIP_EPOCH = datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)  # the earliest a zip can store
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+MAX_NAME_BYTES = 150  # leaves room for suffixes within every file system's 255-byte limit
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One project in a unit's 汇总表."""
+
+    name: str
+    budget: str
+    executed: str
+    rate: str
+    total: str
+    grade: str
+    warnings: int
+
+
+SUMMARY_HEADERS = ("项目名称", "预算数（元）", "执行数（元）", "执行率", "总分", "等次", "警告数")
+SUMMARY_WIDTHS_CM = (5.4, 2.9, 2.9, 1.8, 1.4, 1.2, 1.4)
+
+
+# --- names and atomic writes ----------------------------------------------------------------
+
+
+def safe_filename(name: str, taken: set[str]) -> str:
+    """A file name (no suffix) safe on Windows, macOS and Linux, distinct from ``taken``."""
+    text = unicodedata.normalize("NFC", name)
+    text = _UNSAFE.sub("_", text).strip(" .")
+    text = re.sub(r"\.{2,}", "_", text) or "项目"
+    if text.split(".")[0].upper() in _RESERVED:
+        text = f"_{text}"
+    while len(text.encode("utf-8")) > MAX_NAME_BYTES:
+        text = text[:-1]
+    candidate, counter = text, 2
+    while candidate.casefold() in {t.casefold() for t in taken}:
+        candidate, counter = f"{text}_{counter}", counter + 1
+    taken.add(candidate)
+    return candidate
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target``, renamed onto it only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.part")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"无法写入 {target}：{exc.strerror or exc}") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(data)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- reproducible DOCX and PDF --------------------------------------------------------------
+
+
+def _zip_time(when: datetime.datetime) -> tuple[int, int, int, int, int, int]:
+    when = max(when, ZIP_EPOCH)
+    return (when.year, when.month, when.day, when.hour, when.minute, when.second)
+
+
+def normalize_docx(path: Path, when: datetime.datetime) -> None:
+    """Rewrite a DOCX with fixed entry times and core-property dates: same input, same bytes."""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    source = io.BytesIO(path.read_bytes())
+    output = io.BytesIO()
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            data = old.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(
+                    rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)",
+                    lambda m: m.group(1) + stamp.encode() + m.group(3),
+                    data,
+                )
+            entry = zipfile.ZipInfo(info.filename, _zip_time(when))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            new.writestr(entry, data)
+    write_bytes(path, output.getvalue())
+
+
+class _ReproduciblePdfWriter(PdfWriter):
+    """pypdf draws random file IDs; ours come from the content, so rebuilds are identical."""
+
+    file_id: bytes = b""
+
+    def generate_file_identifiers(self) -> None:
+        identifier = ByteStringObject(self.file_id)
+        self._ID = ArrayObject((identifier, identifier))
+
+
+def _pdf_date(when: datetime.datetime) -> str:
+    return when.strftime("D:%Y%m%d%H%M%S+00'00'")
+
+
+def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: datetime.datetime, seed: str) -> None:
+    writer.metadata = None
+    writer.add_metadata(
+        {
+            "/Title": title,
+            "/Producer": "reportgen",
+            "/Creator": "reportgen",
+            "/CreationDate": _pdf_date(when),
+            "/ModDate": _pdf_date(when),
+        }
+    )
+    writer.file_id = hashlib.md5(seed.encode(), usedforsecurity=False).digest()
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    write_bytes(target, buffer.getvalue())
+
+
+def normalize_pdf(path: Path, title: str, when: datetime.datetime, seed: str) -> None:
+    """Replace LibreOffice's clock dates and random ID with reproducible ones."""
+    writer = _ReproduciblePdfWriter(clone_from=PdfReader(io.BytesIO(path.read_bytes())))
+    _write_pdf(writer, path, title, when, seed)
+
+
+def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: datetime.datetime, seed: str) -> None:
+    """One PDF of all parts in order, with one top-level bookmark per part."""
+    writer = _ReproduciblePdfWriter()
+    for bookmark, path in parts:
+        writer.append(PdfReader(io.BytesIO(path.read_bytes())), outline_item=bookmark, import_outline=False)
+    _write_pdf(writer, target, title, when, seed)
+
+
+def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:
+    """One DOCX of all parts in order, each starting on a new page (docxcompose)."""
+    master = new_docx(str(parts[0]))
+    composer = Composer(master)
+    for part in parts[1:]:
+        composer.doc.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
+        composer.append(new_docx(str(part)))
+    with atomic_path(target) as temporary:
+        composer.save(str(temporary))
+    normalize_docx(target, when)
+
+
+# --- the summary (汇总表) --------------------------------------------------------------------
+
+
+def _east_asian(run, font: str) -> None:
+    run.font.name = "Times New Roman"
+    properties = run._element.get_or_add_rPr()
+    fonts = properties.find(qn("w:rFonts"))
+    fonts.set(qn("w:eastAsia"), font)
+    language = properties.find(qn("w:lang"))
+    if language is None:
+        language = properties.makeelement(qn("w:lang"), {})
+        properties.append(language)
+    language.set(qn("w:eastAsia"), "zh-CN")
+
+
+def write_summary_docx(title: str, rows: list[SummaryRow], target: Path, when: datetime.datetime) -> None:
+    """The 汇总表 page that opens a unit's merged documents."""
+    document = new_docx()
+    section = document.sections[0]
+    section.orientation = WD_ORIENT.PORTRAIT
+    section.page_width, section.page_height = Cm(21), Cm(29.7)
+    section.left_margin = section.right_margin = Cm(2)
+    heading = document.add_paragraph()
+    heading.alignment = 1
+    run = heading.add_run(title)
+    run.font.size, run.font.bold = Pt(16), True
+    _east_asian(run, "黑体")
+    table = document.add_table(rows=1, cols=len(SUMMARY_HEADERS))
+    table.style = "Table Grid"
+    table.autofit = False
+    for cell, header in zip(table.rows[0].cells, SUMMARY_HEADERS, strict=True):
+        _east_asian(cell.paragraphs[0].add_run(header), "黑体")
+    for row in rows:
+        values = (row.name, row.budget, row.executed, row.rate, row.total, row.grade, str(row.warnings))
+        for cell, value in zip(table.add_row().cells, values, strict=True):
+            _east_asian(cell.paragraphs[0].add_run(value), "宋体")
+    for column, width in zip(table.columns, SUMMARY_WIDTHS_CM, strict=True):
+        for cell in column.cells:
+            cell.width = Cm(width)
+    with atomic_path(target) as temporary:
+        document.save(str(temporary))
+    normalize_docx(target, when)
+
+
+def write_summary_csv(rows: list[SummaryRow], target: Path) -> None:
+    """汇总表.csv in UTF-8 with a BOM, so that Excel on Windows shows the Chinese text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(SUMMARY_HEADERS)
+    for row in rows:
+        writer.writerow((row.name, row.budget, row.executed, row.rate, row.total, row.grade, row.warnings))
+    write_bytes(target, ("\ufeff" + buffer.getvalue()).encode("utf-8"))
+
+
+# --- manifest and zip -----------------------------------------------------------------------
+
+
+def write_manifest(target: Path, folder: Path, inputs: list[Path], info: dict) -> None:
+    """manifest.json: every input and output file with its sha256, and how it was made."""
+    outputs = sorted(p for p in folder.iterdir() if p.is_file() and p.name != target.name and not p.name.startswith("."))
+    manifest = {
+        **info,
+        "inputs": [{"path": str(p), "sha256": sha256_of(p)} for p in sorted(set(inputs))],
+        "outputs": [{"path": p.name, "sha256": sha256_of(p)} for p in outputs],
+    }
+    write_bytes(target, (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
+def write_zip(folder: Path, target: Path, when: datetime.datetime) -> None:
+    """A zip of the bundle folder, entries sorted and dated ``when``: identical on every build."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            entry = zipfile.ZipInfo(f"{folder.name}/{path.name}", _zip_time(when))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            entry.flag_bits |= 0x800  # UTF-8 names, so Chinese file names survive on Windows
+            archive.writestr(entry, path.read_bytes())
+    write_bytes(target, buffer.getvalue())
