@@ -199,7 +199,8 @@ def render_jobs(jobs: list[Job], staging: Path, report: Report, progress: Progre
     for done, job in enumerate(jobs, 1):
         checked = job.checked
         assert checked.project and checked.region and checked.result
-        target = staging / f"{done:05d}.docx"
+        target = staging / f"{done:05d}" / f"{job.stem}.docx"
+        target.parent.mkdir()
         try:
             context = view.context(checked.project, checked.region, checked.result)
             render.render_docx(checked.region.template, context, target)
@@ -230,7 +231,7 @@ def convert_jobs(
     for job, docx in rendered:
         outcome = results.get(docx)
         if isinstance(outcome, Path):
-            bundle.normalize_pdf(outcome, job.checked.project.name, job.when, job.fingerprint)
+            bundle.normalize_pdf(outcome, job.checked.project.name, job.when)
             pdfs[docx] = outcome
         else:
             report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
@@ -342,7 +343,7 @@ def _write_bundle(item: Bundle, summary_docx: Path, summary_pdf: Path, out: Path
     _remove_strays(folder, {f"{j.stem}{s}" for j in members for s in (".docx", ".pdf")} | set(Bundle.NAMES))
     bundle.merge_docx([summary_docx, *(j.docx for j in members)], folder / docx_name, when)
     parts = [("汇总表", summary_pdf), *((j.checked.project.name, j.pdf) for j in members)]
-    bundle.merge_pdfs(parts, folder / pdf_name, item.title, when, item.fingerprint)
+    bundle.merge_pdfs(parts, folder / pdf_name, item.title, when)
     bundle.write_summary_csv([summary_row(j) for j in members], folder / csv_name)
     info = {
         "reportgen": __version__,

@@ -128,13 +128,14 @@ def normalize_docx(path: Path, when: datetime.datetime) -> None:
     write_bytes(path, output.getvalue())
 
 
-class _ReproduciblePdfWriter(PdfWriter):
-    """pypdf draws random file IDs; ours come from the content, so rebuilds are identical."""
+_PLACEHOLDER_ID = b"\x00" * 16
 
-    file_id: bytes = b""
+
+class _ReproduciblePdfWriter(PdfWriter):
+    """pypdf draws random file IDs; ours is a placeholder, replaced by a hash of the content."""
 
     def generate_file_identifiers(self) -> None:
-        identifier = ByteStringObject(self.file_id)
+        identifier = ByteStringObject(_PLACEHOLDER_ID)
         self._ID = ArrayObject((identifier, identifier))
 
 
@@ -142,7 +143,8 @@ def _pdf_date(when: datetime.datetime) -> str:
     return when.strftime("D:%Y%m%d%H%M%S+00'00'")
 
 
-def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: datetime.datetime, seed: str) -> None:
+def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: datetime.datetime) -> None:
+    """Write with fixed dates and an ID derived from the bytes: same content, same file."""
     writer.metadata = None
     writer.add_metadata(
         {
@@ -153,24 +155,26 @@ def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: d
             "/ModDate": _pdf_date(when),
         }
     )
-    writer.file_id = hashlib.md5(seed.encode(), usedforsecurity=False).digest()
     buffer = io.BytesIO()
     writer.write(buffer)
-    write_bytes(target, buffer.getvalue())
+    data = buffer.getvalue()
+    placeholder = _PLACEHOLDER_ID.hex().encode()
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest().encode()
+    write_bytes(target, data.replace(b"<" + placeholder + b">", b"<" + digest + b">"))
 
 
-def normalize_pdf(path: Path, title: str, when: datetime.datetime, seed: str) -> None:
+def normalize_pdf(path: Path, title: str, when: datetime.datetime) -> None:
     """Replace LibreOffice's clock dates and random ID with reproducible ones."""
     writer = _ReproduciblePdfWriter(clone_from=PdfReader(io.BytesIO(path.read_bytes())))
-    _write_pdf(writer, path, title, when, seed)
+    _write_pdf(writer, path, title, when)
 
 
-def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: datetime.datetime, seed: str) -> None:
+def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: datetime.datetime) -> None:
     """One PDF of all parts in order, with one top-level bookmark per part."""
     writer = _ReproduciblePdfWriter()
     for bookmark, path in parts:
         writer.append(PdfReader(io.BytesIO(path.read_bytes())), outline_item=bookmark, import_outline=False)
-    _write_pdf(writer, target, title, when, seed)
+    _write_pdf(writer, target, title, when)
 
 
 def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:

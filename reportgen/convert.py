@@ -3,7 +3,7 @@
 Starting LibreOffice costs far more than converting a one-page form, so documents are handed
 out in batches: one ``soffice --convert-to pdf`` call per worker, as many workers as cores,
 each with its own profile folder (two processes sharing a profile would hand their work to
-each other). A worker that stops producing PDFs for ``timeout`` seconds is killed with its
+each other). A worker that produces no PDF for ``timeout`` seconds (its start-up included) is killed with its
 whole process group; its unfinished documents are retried once in a fresh process. No
 LibreOffice process outlives the call, also on Ctrl-C.
 """
@@ -31,7 +31,6 @@ SC_FONT_FAMILIES = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Source Han Serif S
 LIBREOFFICE_PACKAGE = "libreoffice-writer-nogui"
 FONT_PACKAGE = "fonts-noto-cjk"
 _POLL_SECONDS = 0.05
-_STARTUP_SECONDS = 60.0  # a cold start with a new profile, on a busy machine
 
 Outcome = Path | str  # the PDF, or why there is none
 ProgressCallback = Callable[[int, int], None]
@@ -161,8 +160,7 @@ class _Worker:
                     finished |= ready
                     last_progress = time.monotonic()
                     self.done(len(ready))
-                allowance = self.timeout + (_STARTUP_SECONDS if not finished else 0)
-                if time.monotonic() - last_progress > allowance:
+                if time.monotonic() - last_progress > self.timeout:
                     hung = True
                     break
             errors = b"" if hung or process.stderr is None else process.stderr.read()

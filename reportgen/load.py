@@ -56,7 +56,7 @@ class _Loader(yaml.SafeLoader):
 
     yaml_implicit_resolvers: dict = {}
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+    def compose_node(self, parent, index):
         if self.check_event(AliasEvent):
             event = self.peek_event()
             raise _AliasRefused(None, None, "alias", event.start_mark)
@@ -143,7 +143,7 @@ class _Builder:
         self.path = path
         self.problems: list[Problem] = []
 
-    def build(self, node: Node, prefix: str = ""):  # noqa: ANN201 - any YAML value
+    def build(self, node: Node, prefix: str = ""):
         if not isinstance(node, ScalarNode) and node.tag not in _COLLECTION_TAGS:
             message = f"不支持的 YAML 标签 {_tag(node.tag)}，请删除"
             self.problems.append(_problem(self.path, mark_of(node), message, key=prefix))

@@ -1,0 +1,177 @@
+"""The whole pipeline with real LibreOffice: outputs, bundles, reproducibility, incremental builds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from docx import Document
+from pypdf import PdfReader
+
+from reportgen.build import Options, build
+
+from .conftest import BASE_PROJECT, DATA, run_cli
+
+pytestmark = pytest.mark.soffice
+
+JINFENG = "2023/金凤区智慧城市运营中心"
+JINFENG_PROJECTS = ["互联网专线费", "办公经费", "政府批准聘用人员支出", "智慧金凤社会治理综合平台运行费", "社区网格员工作终端使用费"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".reportgen" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("build")
+    report = build([DATA], out)
+    assert report.ok, report.failures
+    assert (report.projects, report.rebuilt, len(report.bundles)) == (9, 9, 4)
+    return out
+
+
+def test_every_project_has_docx_and_pdf(built: Path) -> None:
+    pdfs = sorted(p.stem for p in built.rglob("*.pdf") if p.stem != "全部项目")
+    assert len(pdfs) == 9
+    for pdf in built.rglob("*.pdf"):
+        assert pdf.with_suffix(".docx").is_file()
+        assert len(PdfReader(pdf).pages) >= 1
+
+
+def test_merged_pdf_has_one_bookmark_per_project_in_order(built: Path) -> None:
+    reader = PdfReader(built / JINFENG / "全部项目.pdf")
+    titles = [item.title for item in reader.outline]
+    assert titles == ["汇总表", *JINFENG_PROJECTS]
+    pages = [reader.get_destination_page_number(item) for item in reader.outline]
+    assert pages == sorted(pages) and pages[0] == 0
+    assert len(reader.pages) == sum(len(PdfReader(built / JINFENG / f"{n}.pdf").pages) for n in JINFENG_PROJECTS) + 1
+
+
+def test_merged_docx_holds_summary_then_every_form(built: Path) -> None:
+    text = "\n".join(
+        cell.text for table in Document(built / JINFENG / "全部项目.docx").tables for row in table.rows for cell in row.cells
+    )
+    assert text.index("互联网专线费") < text.index("政府批准聘用人员支出")
+    assert text.count("项目名称") >= 6  # the summary's header and each form's
+
+
+def test_summary_csv(built: Path) -> None:
+    raw = (built / JINFENG / "汇总表.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    lines = raw.decode("utf-8-sig").splitlines()
+    assert lines[0] == "项目名称,预算数（元）,执行数（元）,执行率,总分,等次,警告数"
+    assert "政府批准聘用人员支出,\"2,076,892.00\",\"1,809,721.20\",87.14%,93,优,3" in lines
+
+
+def test_manifest_checksums_match_the_files(built: Path) -> None:
+    folder = built / JINFENG
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["rules"].keys() == {"yinchuan-jinfeng"}
+    assert {o["path"] for o in manifest["outputs"]} == {
+        *(f"{n}.{s}" for n in JINFENG_PROJECTS for s in ("docx", "pdf")), "全部项目.docx", "全部项目.pdf", "汇总表.csv",
+    }
+    for output in manifest["outputs"]:
+        assert hashlib.sha256((folder / output["path"]).read_bytes()).hexdigest() == output["sha256"]
+    assert any(i["path"].endswith("_unit.yaml") for i in manifest["inputs"])
+
+
+def test_zip_holds_the_bundle(built: Path) -> None:
+    with zipfile.ZipFile(built / f"{JINFENG}.zip") as archive:
+        names = archive.namelist()
+        assert names == sorted(names)
+        assert "金凤区智慧城市运营中心/manifest.json" in names
+        assert {info.date_time for info in archive.infolist()} == {(2023, 12, 31, 12, 0, 0)}
+
+
+def test_two_builds_are_byte_identical(built: Path, tmp_path: Path) -> None:
+    report = build([DATA], tmp_path)
+    assert report.ok
+    assert tree_digest(tmp_path) == tree_digest(built)
+
+
+def test_source_date_epoch_sets_pdf_dates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    data = DATA / "2020"
+    assert build([data], tmp_path / "a").ok and build([data], tmp_path / "b").ok
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    pdf = next((tmp_path / "a").rglob("数字城管运行费.pdf"))
+    assert PdfReader(pdf).metadata["/CreationDate"] == "D:20231114221320+00'00'"
+
+
+def test_noop_rebuild_and_changed_project_rebuilds_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    assert build([data], out).rebuilt == 2
+    before = tree_digest(out)
+    again = build([data], out)
+    assert (again.rebuilt, again.skipped) == (0, 2)
+    assert tree_digest(out) == before
+    changed = next(data.rglob("网格信息采集工作.yaml"))
+    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    third = build([data], out)
+    assert (third.rebuilt, third.skipped) == (1, 1)
+    after = tree_digest(out)
+    unit = "2022/深圳市龙华区平安建设中心"
+    same = f"{unit}/数字化城管信息系统运行项目（系统操作员）.pdf"
+    assert after[same] == before[same]
+    assert after[f"{unit}/网格信息采集工作.pdf"] != before[f"{unit}/网格信息采集工作.pdf"]
+    assert after[f"{unit}/全部项目.pdf"] != before[f"{unit}/全部项目.pdf"]
+    assert build([data], out, Options(force=True)).rebuilt == 2
+
+
+def _fake_soffice(folder: Path, body: str) -> Path:
+    fake = folder / "soffice"
+    fake.write_text(f"#!/bin/bash\n{body}\n", encoding="utf-8")
+    fake.chmod(0o755)
+    return fake
+
+
+def _processes_named(marker: str) -> list[str]:
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_hung_soffice_times_out_and_leaves_no_process(tmp_path: Path) -> None:
+    marker = f"reportgen-hang-{os.getpid()}"
+    fake = _fake_soffice(tmp_path, f"exec -a {marker} sleep 600")
+    project = tmp_path / "data" / "p.yaml"
+    project.parent.mkdir()
+    project.write_text(BASE_PROJECT, encoding="utf-8")
+    started = time.monotonic()
+    report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=2))
+    elapsed = time.monotonic() - started
+    assert not report.ok
+    assert report.failures == [
+        f"{project}: LibreOffice 转换超时（2 秒内没有完成）：测试项目.docx",
+        f"{tmp_path}/out/2022/测试单位: 本单位有项目未能生成，报送包未更新",
+    ]
+    assert elapsed < 15  # two attempts of 2 seconds each, and the rest of the build
+    assert _processes_named(marker) == []
+    assert list((tmp_path / "out").rglob("*.pdf")) == []
+    assert len(list((tmp_path / "out").rglob("*.docx"))) == 1  # the DOCX is still written
+
+
+def test_missing_soffice_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("data").mkdir()
+    Path("data/p.yaml").write_text(BASE_PROJECT, encoding="utf-8")
+    result = run_cli("build", "data", "-o", "out", "--soffice", "no-such-soffice")
+    assert result.exit_code == 1
+    assert (
+        "失败：data/p.yaml: 找不到 LibreOffice（no-such-soffice），无法生成 PDF；Word 文件已生成。"
+        "请安装：apt-get install libreoffice-writer-nogui"
+    ) in result.output
+    assert [p.name for p in Path("out").rglob("*.docx")] == ["测试项目.docx"]
