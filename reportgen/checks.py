@@ -34,10 +34,23 @@ def _weight(value: Decimal | NotApplicable | None) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(0)
 
 
+def weights_given(project: Project, region: Region) -> Iterator[Finding]:
+    """Every scored indicator states its weight; a score of 无 needs a weight of 无."""
+    if region.score_table != "indicators":
+        return
+    for index, row in enumerate(project.indicators):
+        if row.weight is None:
+            message = "分值为空；不适用的指标请填 无 或 不适用"
+            yield Finding(("indicators", index, "weight"), "error", message)
+        elif isinstance(row.score, NotApplicable) and _weight(row.weight) > 0:
+            message = f"分值为 {_n(_weight(row.weight))} 的指标，得分不能写「{row.score.text}」"
+            yield Finding(("indicators", index, "score"), "error", message)
+
+
 def scores_within_weights(project: Project, region: Region) -> Iterator[Finding]:
     """0 ≤ 得分 ≤ 分值 on every row (注1: 得分最高不能超过该指标分值上限)."""
     for index, row in enumerate(project.indicators):
-        if isinstance(row.score, Decimal) and row.score > _weight(row.weight):
+        if isinstance(row.score, Decimal) and isinstance(row.weight, Decimal) and row.score > row.weight:
             message = f"得分 {_n(row.score)} 超过分值 {_n(_weight(row.weight))}"
             yield Finding(("indicators", index, "score"), "error", message)
     for index, card in enumerate(project.scorecard):
@@ -155,6 +168,7 @@ def money_unit_known(project: Project, region: Region) -> Iterator[Finding]:
 
 CHECKS: tuple[Check, ...] = (
     money_unit_known,
+    weights_given,
     scores_within_weights,
     weights_add_up,
     categories_match_shares,

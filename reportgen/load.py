@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 from yaml.events import AliasEvent
@@ -54,13 +55,20 @@ class _AliasRefused(yaml.MarkedYAMLError):
 class _Loader(yaml.SafeLoader):
     """SafeLoader that keeps scalars as text and refuses aliases (no alias bombs)."""
 
-    yaml_implicit_resolvers: dict = {}
+    yaml_implicit_resolvers: ClassVar[dict] = {}
+    depth = 0
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
         if self.check_event(AliasEvent):
             event = self.peek_event()
             raise _AliasRefused(None, None, "alias", event.start_mark)
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > _MAX_DEPTH:  # PyYAML recurses per level: stop before Python does
+                raise yaml.MarkedYAMLError(None, None, "nesting", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.add_implicit_resolver(
@@ -106,21 +114,32 @@ def decode(raw: bytes) -> tuple[str, str | None]:
     return raw.decode("gb18030"), "文件不是 UTF-8 编码，已按 GBK/GB18030 读取；建议在编辑器中另存为 UTF-8"
 
 
+_QUOTE_MESSAGE = "引号没有闭合"
+_COLON_MESSAGE = "缺少冒号「:」：每行应写成「键: 值」（冒号后有一个空格）"
+_START_MESSAGE = "此处的字符不能作为值的开头（如 @、`、!、]、}）；请给整个值加引号"
 _YAML_MESSAGES = (
     ("found character '\\t'", "含有制表符(Tab)；YAML 的缩进只能用空格"),
     ("mapping values are not allowed", "此处不能出现冒号「:」；值中含有冒号时请给整个值加引号"),
-    ("could not find expected ':'", "缺少冒号「:」，或上一行的引号没有闭合"),
-    ("found unexpected end of stream", "引号没有闭合"),
-    ("found unknown escape character", "双引号中有无效的转义字符（如 \\x）；请改用单引号"),
+    ("could not find expected ':'", _COLON_MESSAGE),
+    ("found unexpected end of stream", _QUOTE_MESSAGE),
+    ("found unknown escape character", "双引号中的反斜杠「\\」有特殊含义；含有反斜杠的值请改用单引号"),
+    ("expected escape sequence", "双引号中的反斜杠「\\」有特殊含义；含有反斜杠的值请改用单引号"),
     ("expected <block end>", "缩进不一致：同一层的键必须左对齐"),
     ("did not find expected key", "缩进不一致：同一层的键必须左对齐"),
     ("did not find expected '-' indicator", "缩进不一致：列表的各项必须左对齐"),
+    ("expected ',' or ']'", "方括号「[」没有闭合；值以「[」开头时请给整个值加引号"),
+    ("expected ',' or '}'", "花括号「{」没有闭合；值以「{」开头时请给整个值加引号"),
+    ("but found another document", "一个文件只能写一个项目：请删除「---」，或把其后的内容移到另一个文件"),
     ("could not determine a constructor", "不支持的 YAML 标签（以 ! 开头），请删除"),
-    ("unacceptable character", "文件中有不允许的控制字符"),
-    ("found undefined tag handle", "不支持的 YAML 标签（以 ! 开头），请删除"),
-    ("expected alphabetic or numeric character", "「&」或「*」后缺少名称；含有这些符号的值请加引号"),
-    ("found character that cannot start any token", "此处的字符不能作为值的开头（如 @、`、%）；请给值加引号"),
+    ("found undefined tag handle", _START_MESSAGE),
+    ("expected URI", _START_MESSAGE),
+    ("expected alphabetic or numeric character", "以「&」或「*」开头的值必须加引号"),
+    ("that cannot start any token", _START_MESSAGE),
+    ("expected the node content", _START_MESSAGE),
+    ("nesting", "嵌套层数过多；请检查「[」「{」或缩进是否多写了"),
 )
+_FLOW_CONTEXTS = ("while parsing a flow sequence", "while parsing a flow mapping")
+_MAX_DEPTH = 50
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -133,7 +152,76 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     return f"YAML 语法错误：{(exc.problem or exc.context or '').strip()}"
 
 
+def _quote_trouble(lines: list[str], last: int) -> tuple[Mark, str] | None:
+    """A value up to line ``last`` that opens a quote and never closes it, or goes on after it."""
+    for number, line in enumerate(lines[:last], 1):
+        _, colon, value = line.partition(": ")
+        if not colon and line.lstrip().startswith("- "):
+            value = line.lstrip()[2:]
+        stripped = value.strip()
+        if stripped[:1] not in ("'", '"'):
+            continue
+        quote, start = stripped[0], line.index(stripped)
+        close = re.search(r'(?<!\\)"' if quote == '"' else "'(?!')", stripped[1:])
+        if close is None:
+            return (number, start + 1), _QUOTE_MESSAGE
+        after = stripped[close.end() + 1 :].strip()
+        if after and not after.startswith("#"):
+            message = "引号后面还有文字；值中含有引号时，请用单引号把整个值括起来"
+            return (number, start + close.end() + 2), message
+    return None
+
+
+def _missing_colon(lines: list[str], line: int) -> Mark | None:
+    """The line before ``line`` when it reads like a key without its colon."""
+    for number in range(line - 1, 0, -1):
+        text = lines[number - 1]
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        if ":" not in text:
+            return number, len(text) - len(text.lstrip()) + 1
+        return None
+    return None
+
+
+def _syntax_problem(text: str, exc: yaml.MarkedYAMLError) -> tuple[Mark, str]:
+    """Where and what a YAML syntax error is, in the clerk's terms (PyYAML often points later)."""
+    mark = exc.problem_mark or exc.context_mark
+    where: Mark = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    message = _yaml_message(exc)
+    lines = text.splitlines()
+    if (exc.context or "") in _FLOW_CONTEXTS and exc.context_mark:
+        where = (exc.context_mark.line + 1, exc.context_mark.column + 1)
+    quote = _quote_trouble(lines, where[0])
+    if quote and (message in (_QUOTE_MESSAGE, _COLON_MESSAGE) or "缩进" in message or "冒号" in message):
+        return quote
+    if message.startswith("此处不能出现冒号") and where[0] <= len(lines):
+        line = lines[where[0] - 1]
+        if line.find(":") == where[1] - 1:  # the line's own key colon: the key sits too deep
+            previous = _missing_colon(lines, where[0])
+            if not previous:
+                return (where[0], len(line) - len(line.lstrip()) + 1), "缩进不一致：同一层的键必须左对齐"
+    if "冒号" in message:
+        previous = _missing_colon(lines, where[0])
+        if previous:
+            if "：" in lines[previous[0] - 1]:
+                return previous, "键与值之间用了中文冒号「：」；请改为英文冒号加空格「: 」"
+            return previous, _COLON_MESSAGE
+    if message == _COLON_MESSAGE and where[0] > len(lines):
+        where = (len(lines), 1)
+    if "缩进" in message and where[0] <= len(lines) and lines[where[0] - 1].lstrip().startswith("- "):
+        message = "缩进不一致：列表的各项必须左对齐"
+    return where, message
+
+
+def _offset_mark(text: str, offset: int) -> Mark:
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
 _COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+# Standard scalar tags keep their text; anything else (!!python/…, custom !tags) is refused.
+_SCALAR_TAGS = tuple(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "timestamp"))
 
 
 class _Builder:
@@ -161,9 +249,7 @@ class _Builder:
     def _scalar(self, node: ScalarNode, prefix: str) -> str | None:
         if node.tag == "tag:yaml.org,2002:null":
             return None
-        if node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            if node.tag.startswith("tag:yaml.org,2002:"):
-                return node.value  # !!str-like standard tags: keep the text
+        if node.tag not in _SCALAR_TAGS:
             message = f"不支持的 YAML 标签 {_tag(node.tag)}，请删除"
             self.problems.append(_problem(self.path, mark_of(node), message, key=prefix))
             return None
@@ -201,12 +287,14 @@ def load_file(path: Path) -> Document:
         return Document(path, None, [_problem(path, start, f"无法读取文件：{exc.strerror}")])
     try:
         text, note = decode(raw)
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        good = raw[: exc.start].decode("utf-8", errors="replace")
         message = "文件编码无法识别（既不是 UTF-8 也不是 GBK）；请在编辑器中另存为 UTF-8"
-        return Document(path, None, [_problem(path, start, message)])
+        return Document(path, None, [_problem(path, _offset_mark(good, len(good)), message)])
     problems = [_problem(path, start, note, "warning")] if note else []
     if "\x00" in text:
-        problems.append(_problem(path, start, "文件中有空字符(NUL)，可能不是文本文件或编码错误；请另存为 UTF-8"))
+        message = "文件中有空字符(NUL)，可能不是文本文件或编码错误；请另存为 UTF-8"
+        problems.append(_problem(path, _offset_mark(text, text.index("\x00")), message))
         return Document(path, None, problems)
     try:
         loader = _Loader(text)
@@ -214,13 +302,13 @@ def load_file(path: Path) -> Document:
             root = loader.get_single_node()
         finally:
             loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = (mark.line + 1, mark.column + 1) if mark else start
-        problems.append(_problem(path, where, _yaml_message(exc)))
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, but a position
+        message = f"文件中有不允许的控制字符（U+{exc.character:04X}）；请删除"
+        problems.append(_problem(path, _offset_mark(text, exc.position), message))
         return Document(path, None, problems)
-    except yaml.YAMLError as exc:  # reader errors carry no mark
-        problems.append(_problem(path, start, f"YAML 语法错误：{exc}"))
+    except yaml.MarkedYAMLError as exc:
+        where, message = _syntax_problem(text, exc)
+        problems.append(_problem(path, where, message))
         return Document(path, None, problems)
     if root is None:
         problems.append(_problem(path, start, "文件为空，没有任何内容"))

@@ -11,6 +11,7 @@ from .schema import UNIT_FIELDS, Project, labels_of, nested_model
 
 _TYPE_NAMES = {
     "_text": "文字",
+    "_required_text": "文字（不能为空）",
     "_money": "金额（如 180.97万元、1,663,900.00元）",
     "_rate": "百分比（如 99.32%）",
     "_points": "分数",

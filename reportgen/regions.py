@@ -193,7 +193,7 @@ def find_region(name: str | None) -> Region | None:
 def suggest_region(name: str) -> str:
     """「地区」不存在 message with the closest known names."""
     known = [n for r in all_regions().values() for n in (r.id, r.name, *r.aliases)]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.3)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)  # never another district
     hint = f"，是否想写「{close[0]}」？" if close else ""
     ids = "、".join(all_regions())
     return f"未知的地区「{name}」{hint}（可用：{ids}）"

@@ -55,6 +55,13 @@ def _text(value: object) -> str:
     return _scalar(value, "文字").strip()
 
 
+def _required_text(value: object) -> str:
+    text = _text(value)
+    if not text:
+        raise ValueParseError("不能为空")
+    return text
+
+
 def _money(value: object) -> Money:
     return parse_money(_scalar(value, "金额"))
 
@@ -101,6 +108,7 @@ def _choice(*choices: str):
 
 
 Text = Annotated[str, BeforeValidator(_text)]
+RequiredText = Annotated[str, BeforeValidator(_required_text)]
 Amount = Annotated[Money, BeforeValidator(_money)]
 Rate = Annotated[Percent, BeforeValidator(_rate)]
 Points = Annotated[Decimal, BeforeValidator(_points)]
@@ -160,7 +168,7 @@ class Indicator(Model):
 
     level1: Text | None = field("一级指标", "一级指标，如 产出指标；留空表示同上一行")
     level2: Text | None = field("二级指标", "二级指标，如 数量指标；留空表示同上一行")
-    name: Text = required("三级指标", "三级指标名称", "指标名称")
+    name: RequiredText = required("三级指标", "三级指标名称", "指标名称")
     target: Text | None = field(
         "年度指标值", "年度目标值，如 ≥90%、至少2次/周", "指标值", "目标值", "年度指标值(A)"
     )
@@ -187,7 +195,7 @@ class ScorecardRow(Model):
 
     group: Text | None = field("一级指标", "投入、过程、产出、效果；留空表示同上一行", "评分类别")
     level2: Text | None = field("二级指标", "如 项目目标、资金落实；留空表示同上一行")
-    name: Text = required("三级指标", "如 项目立项规范性、预算执行率")
+    name: RequiredText = required("三级指标", "如 项目立项规范性、预算执行率")
     weight: Points = required("指标分值", "该行分值", "分值")
     score: Points | None = field(
         "评价得分", "该行得分；预算执行率一行可不填，由资金数据计算", "得分"
@@ -197,7 +205,7 @@ class ScorecardRow(Model):
 class Evaluator(Model):
     """One member of the evaluation team (评价人员)."""
 
-    name: Text = required("姓名", "评价人员姓名")
+    name: RequiredText = required("姓名", "评价人员姓名")
     title: Text | None = field("职称/职务", "职称或职务", "职务", "职称")
     office: Text | None = field("科室", "所在科室")
     phone: Text | None = field("联系电话", "联系电话", "电话")
@@ -219,7 +227,7 @@ class Project(Model):
     region: Text | None = field("地区", "地区规则，如 深圳龙华；缺省为全国通用表", "地区规则")
     year: Year = required("年度", "绩效自评年度", "绩效自评年度", "自评年度")
     code: Text | None = field("项目编号", "预算系统中的项目编号")
-    name: Text = required("项目名称", "项目名称")
+    name: RequiredText = required("项目名称", "项目名称")
     department: Text | None = field("主管部门", "主管部门名称")
     department_code: Text | None = field("主管部门代码", "主管部门代码", "主管部门及代码")
     implementing_unit: Text | None = field("实施单位", "项目实施单位")

@@ -22,6 +22,7 @@ from .schema import UNIT_FIELDS, Project, labels_of, nested_model
 from .score import Finding, Loc, Result, score_project
 from .values import normalize_text
 
+LIST_MESSAGE = "应为列表（每项以「- 」开头）"
 # Rows of these lists may leave 一级/二级 empty to mean "same as the row above".
 _CARRIED = {"indicators": ("level1", "level2"), "scorecard": ("group", "level2")}
 
@@ -132,7 +133,10 @@ class _Resolver:
                 self.error(user_key, mark, f"单位文件中不能设置此项（可设置：{allowed}）")
                 continue
             if name in resolved:
-                self.error(user_key, mark, f"与本层的另一个键重复，二者都表示「{labels_of(model, name)[0]}」")
+                other = self.checked.locator[(*loc, name)]
+                label = labels_of(model, name)[0]
+                other_key = other.key.rsplit(".", 1)[-1]
+                self.error(user_key, mark, f"与第 {other.line} 行的「{other_key}」重复，二者都表示「{label}」")
                 continue
             self.place((*loc, name), user_key, mark)
             resolved[name] = self.value(value, model, name, (*loc, name), user_key)
@@ -145,7 +149,7 @@ class _Resolver:
         wants_list = typing.get_origin(model.model_fields[name].annotation) is list
         mark = self.checked.locator[loc]
         if wants_list and isinstance(value, LocatedMap):
-            self.error(key_path, (mark.line, mark.col), "应为列表（每项以「- 」开头）")
+            self.error(key_path, (mark.line, mark.col), LIST_MESSAGE)
             return []
         if not wants_list and isinstance(value, LocatedList):
             self.error(key_path, (mark.line, mark.col), "应为「键: 值」映射，不能是列表")
@@ -181,6 +185,8 @@ def _spellings(model: type[BaseModel]) -> list[str]:
 
 
 def _closest(key: str, spellings: list[str]) -> str | None:
+    if len(key) < 2:
+        return None
     close = difflib.get_close_matches(key, spellings, n=1, cutoff=0.6)
     if close:
         return close[0]
@@ -231,13 +237,16 @@ def _schema_problems(checked: Checked, exc: ValidationError) -> None:
             label = labels_of(_model_at(loc[:-1]) or Project, str(loc[-1]))[0]
             message, loc = f"缺少必填项「{label}」", loc
         elif error["type"] in ("list_type", "model_type", "dict_type", "model_attributes_type"):
-            message = "应为列表（每项以 - 开头）" if error["type"] == "list_type" else "应为「键: 值」映射"
+            message = LIST_MESSAGE if error["type"] == "list_type" else "应为「键: 值」映射"
         checked.problem(loc, "error", message)
 
 
 def _apply(checked: Checked, findings: list[Finding]) -> None:
+    """Report findings; a warning where the same cell already has an error adds only noise."""
+    errors = {finding.loc for finding in findings if finding.severity == "error"}
     for finding in findings:
-        checked.problem(finding.loc, finding.severity, finding.message)
+        if finding.severity == "error" or finding.loc not in errors:
+            checked.problem(finding.loc, finding.severity, finding.message)
 
 
 def check_source(source: Source) -> Checked:
@@ -278,14 +287,14 @@ def _check_into(checked: Checked) -> None:
         return
     project = project.model_copy(update={"region": region.id})
     checked.project, checked.region = project, region
-    _apply(checked, checks.run_all(project, region))
     checked.result = score_project(project, region)
-    _apply(checked, checked.result.findings)
+    _apply(checked, [*checks.run_all(project, region), *checked.result.findings])
 
 
 def check_all(sources: list[Source]) -> list[Checked]:
     """Every project, then the checks across projects (one name per unit and year)."""
     results = [check_source(source) for source in sources]
+    _report_unit_files_once(results)
     seen: dict[tuple, Checked] = {}
     for checked in results:
         project = checked.project
@@ -298,6 +307,21 @@ def check_all(sources: list[Source]) -> list[Checked]:
         else:
             seen[key] = checked
     return results
+
+
+def _report_unit_files_once(results: list[Checked]) -> None:
+    """A unit file shared by many projects has its problems printed with the first only."""
+    shown: set[Problem] = set()
+    for checked in results:
+        project_file = display_path(checked.source.path)
+        kept = []
+        for problem in checked.problems:
+            if problem.file != project_file:
+                if problem in shown:
+                    continue
+                shown.add(problem)
+            kept.append(problem)
+        checked.problems = kept
 
 
 def check_paths(paths: list[Path]) -> list[Checked]:

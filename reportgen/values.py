@@ -70,7 +70,10 @@ def parse_money(raw: object) -> Money:
         if cleaned.endswith(suffix):
             unit, cleaned = suffix, cleaned[: -len(suffix)]
             break
-    value = parse_decimal(cleaned, "金额")
+    try:
+        value = parse_decimal(cleaned, "金额")
+    except ValueParseError as exc:
+        raise ValueParseError(str(exc).replace(f"「{cleaned}」", f"「{text.strip()}」")) from exc
     if value < 0:
         raise ValueParseError(f"金额不能为负数：「{text}」")
     return Money(value=value, unit=unit, text=text.strip())

@@ -142,7 +142,7 @@ def test_duplicate_key_is_an_error(project_file) -> None:
 def test_same_field_in_two_spellings(project_file) -> None:
     code, lines = validate(project_file(BASE_PROJECT + "name: 另一个名称\n"))
     assert code == 1
-    assert lines[0] == "p.yaml:36:1: error: name: 与本层的另一个键重复，二者都表示「项目名称」"
+    assert lines[0] == "p.yaml:36:1: error: name: 与第 3 行的「项目名称」重复，二者都表示「项目名称」"
 
 
 def test_two_projects_with_the_same_name_in_one_unit_and_year(project_file) -> None:
@@ -154,9 +154,12 @@ def test_two_projects_with_the_same_name_in_one_unit_and_year(project_file) -> N
 
 
 def test_unknown_region(project_file) -> None:
-    code, lines = validate(project_file(BASE_PROJECT.replace("地区: 深圳龙华", "地区: 深圳南山")))
+    code, lines = validate(project_file(BASE_PROJECT.replace("地区: 深圳龙华", "地区: 深圳龙化")))
     assert code == 1
-    assert lines[0].startswith("p.yaml:1:1: error: 地区: 未知的地区「深圳南山」，是否想写「")
+    assert lines[0] == (
+        "p.yaml:1:1: error: 地区: 未知的地区「深圳龙化」，是否想写「深圳龙华」？"
+        "（可用：beijing-fengtai、jinzhong、national、shenzhen-longhua、yinchuan-jinfeng）"
+    )
 
 
 def test_strict_turns_warnings_into_failure(project_file) -> None:
