@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,7 @@ def _friendly(command: Callable) -> Callable:
             click.echo(f"错误：{exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("已中断。", err=True)
+            click.echo("已中断：未完成的文件已删除，之前生成的文件保持不变。", err=True)
             sys.exit(130)
         except Exception as exc:
             if os.environ.get("REPORTGEN_DEBUG"):
@@ -68,10 +69,15 @@ def _failed(results: list[Checked], strict: bool) -> bool:
     return any(p.is_error or strict for p in problems) or not results
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` gets the same clean-up as Ctrl-C
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reportgen")
 def main() -> None:
     """reportgen：由项目 YAML 文件生成项目支出绩效自评表。"""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @main.command()

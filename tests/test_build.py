@@ -140,7 +140,7 @@ def _fake_soffice(folder: Path, body: str) -> Path:
 
 
 def _processes_named(marker: str) -> list[str]:
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in listing.splitlines() if marker in line and "ps -eo" not in line]
 
 
