@@ -4,7 +4,7 @@
 # and Python's venv module. Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(libreoffice-writer-nogui fonts-noto-cjk poppler-utils)
+packages=(libreoffice-writer-nogui fonts-noto-cjk fonts-hanazono poppler-utils)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
