@@ -68,3 +68,15 @@ def project_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return name
 
     return write
+
+
+@pytest.fixture(scope="session")
+def built_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/ built once with real LibreOffice, for the tests that read the outputs."""
+    from reportgen.build import build
+
+    out = tmp_path_factory.mktemp("built")
+    report = build([DATA], out)
+    assert report.ok, report.failures
+    assert (report.projects, report.rebuilt, len(report.bundles)) == (9, 9, 4)
+    return out

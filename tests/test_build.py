@@ -33,13 +33,9 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("build")
-    report = build([DATA], out)
-    assert report.ok, report.failures
-    assert (report.projects, report.rebuilt, len(report.bundles)) == (9, 9, 4)
-    return out
+@pytest.fixture
+def built(built_data: Path) -> Path:
+    return built_data
 
 
 def test_every_project_has_docx_and_pdf(built: Path) -> None:
