@@ -231,7 +231,8 @@ def convert_jobs(
     for job, docx in rendered:
         outcome = results.get(docx)
         if isinstance(outcome, Path):
-            bundle.normalize_pdf(outcome, job.checked.project.name, job.when)
+            if not options.pdfa:  # rewriting would break PDF/A's matching XMP metadata
+                bundle.normalize_pdf(outcome, job.checked.project.name, job.when)
             pdfs[docx] = outcome
         else:
             report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")

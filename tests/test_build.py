@@ -171,3 +171,10 @@ def test_missing_soffice_names_the_package(tmp_path: Path, monkeypatch: pytest.M
         "请安装：apt-get install libreoffice-writer-nogui"
     ) in result.output
     assert [p.name for p in Path("out").rglob("*.docx")] == ["测试项目.docx"]
+
+
+def test_pdfa_build_marks_each_form_as_pdfa_2b(tmp_path: Path) -> None:
+    assert build([DATA / "2020"], tmp_path, Options(pdfa=True)).ok
+    data = next(tmp_path.rglob("数字城管运行费.pdf")).read_bytes()
+    assert b"<pdfaid:part>2</pdfaid:part>" in data
+    assert b"<pdfaid:conformance>B</pdfaid:conformance>" in data

@@ -1,8 +1,8 @@
 """The nine seed forms, built from data/: every word and number of the originals, in place.
 
-The seed text dumps in ../shared/seeds are the ground truth. Their cells are compared with the
-built PDFs' text; key cells are checked by table position in the DOCX; fonts are embedded and
-the Chinese glyphs are the Simplified-Chinese shapes, checked by their pixels.
+The text dumps of the original forms (tests/fixtures/seeds) are the ground truth. Their cells
+are compared with the built PDFs' text; key cells are checked by table position in the DOCX;
+fonts are embedded and the Chinese glyphs are the Simplified-Chinese shapes, by their pixels.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .conftest import BASE_PROJECT, ROOT
 
 pytestmark = pytest.mark.soffice
 
-SEEDS = ROOT.parent / "shared" / "seeds"
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"  # copies of the original forms' text dumps
 SERIF_CJK = Path("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc")
 
 
