@@ -155,6 +155,7 @@ def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: d
             "/ModDate": _pdf_date(when),
         }
     )
+    writer.generate_file_identifiers()  # a clone would otherwise keep LibreOffice's random ID
     buffer = io.BytesIO()
     writer.write(buffer)
     data = buffer.getvalue()
