@@ -60,6 +60,10 @@ class Job:
         return self.folder / f"{self.stem}.pdf"
 
     @property
+    def outputs(self) -> list[Path]:
+        return [self.docx, self.pdf]
+
+    @property
     def inputs(self) -> list[Path]:
         source = self.checked.source
         region = self.checked.region
@@ -87,7 +91,8 @@ class Report:
     def summary(self) -> str:
         return (
             f"项目 {self.projects} 个：重新生成 {self.rebuilt}，未变化跳过 {self.skipped}，"
-            f"警告 {self.warnings}，失败 {len(self.failures)}；报送包 {len(self.bundles)} 个；用时 {self.seconds:.1f} 秒"
+            f"警告 {self.warnings}，失败 {len(self.failures)}；"
+            f"报送包 {len(self.bundles)} 个；用时 {self.seconds:.1f} 秒"
         )
 
 
@@ -213,12 +218,12 @@ def render_jobs(jobs: list[Job], staging: Path, report: Report, progress: Progre
 
 
 def convert_jobs(
-    rendered: list[tuple[Job, Path]], options: Options, report: Report, progress: Progress
-) -> dict[Path, Path]:
-    """PDFs for the rendered DOCX; a failed conversion fails its project, not the build."""
-    if not rendered:
-        return {}
-    documents = [docx for _, docx in rendered]
+    rendered: list[tuple[Job, Path]], extra: list[Path], options: Options, report: Report, progress: Progress
+) -> tuple[dict[Path, Path], dict[Path, Path | str]]:
+    """PDFs for the rendered forms and the extra documents, in one pool; a failure fails its project."""
+    documents = [docx for _, docx in rendered] + extra
+    if not documents:
+        return {}, {}
     try:
         results = convert.convert_many(
             documents, soffice=options.soffice, jobs=options.jobs, timeout=options.timeout,
@@ -226,7 +231,7 @@ def convert_jobs(
         )
     except ReportgenError as exc:
         report.failures.extend(f"{display_path(job.checked.source.path)}: {exc}" for job, _ in rendered)
-        return {}
+        return {}, {doc: str(exc) for doc in extra}
     pdfs = {}
     for job, docx in rendered:
         outcome = results.get(docx)
@@ -236,7 +241,7 @@ def convert_jobs(
             pdfs[docx] = outcome
         else:
             report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
-    return pdfs
+    return pdfs, {doc: results.get(doc, "PDF 转换失败") for doc in extra}
 
 
 def publish(rendered: list[tuple[Job, Path]], pdfs: dict[Path, Path], state: State, out: Path) -> None:
@@ -246,7 +251,7 @@ def publish(rendered: list[tuple[Job, Path]], pdfs: dict[Path, Path], state: Sta
         _move(docx, job.docx)
         if docx in pdfs:
             _move(pdfs[docx], job.pdf)
-            state.record(_key(job, out), job.fingerprint, [job.docx, job.pdf])
+            state.record(_key(job, out), job.fingerprint, job.outputs)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -284,6 +289,9 @@ class Bundle:
 
     NAMES = ("全部项目.docx", "全部项目.pdf", "汇总表.csv", "manifest.json")
 
+    def key(self, out: Path) -> str:
+        return str(self.folder.relative_to(out))
+
     @property
     def archive(self) -> Path:
         return self.folder.with_suffix(".zip")
@@ -302,7 +310,7 @@ class Bundle:
 
 
 def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list[Bundle]:
-    """Bundles whose members all built; a unit with a failed project gets no bundle at all."""
+    """One bundle per unit and year; a unit with a project whose data has errors gets none."""
     folders: dict[Path, list[Job]] = {}
     for job in jobs:
         folders.setdefault(job.folder, []).append(job)
@@ -310,32 +318,41 @@ def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list
     bundles = []
     for folder, members in sorted(folders.items()):
         members.sort(key=lambda job: str(job.checked.source.path))
-        broken = any(job.checked.source.path.parent in failed_dirs for job in members)
-        if broken or not all(job.pdf.is_file() and job.docx.is_file() for job in members):
+        if any(job.checked.source.path.parent in failed_dirs for job in members):
             report.failures.append(f"{folder}: 本单位有项目未能生成，报送包未更新")
             continue
-        digest = _digest(__version__, *(bundle.sha256_of(j.pdf) + bundle.sha256_of(j.docx) for j in members))
+        # Members' outputs are functions of their inputs, so the inputs fingerprint the bundle.
+        digest = _digest(__version__, *(f"{j.stem}:{j.fingerprint}" for j in members))
         bundles.append(Bundle(folder, members, digest))
     return bundles
 
 
-def write_bundles(bundles: list[Bundle], state: State, out: Path, options: Options, progress: Progress) -> None:
-    """Summaries first (all converted in one LibreOffice call), then merges, CSV, manifest, zip."""
-    with tempfile.TemporaryDirectory(prefix="reportgen-") as scratch:
-        summaries = []
-        for index, item in enumerate(bundles):
-            summary = Path(scratch) / f"{index:05d}" / "汇总表.docx"
-            summary.parent.mkdir()
-            bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], summary, item.when)
-            summaries.append(summary)
-        pdfs = convert.convert_many(summaries, soffice=options.soffice, jobs=options.jobs, timeout=options.timeout)
-        for done, (item, summary) in enumerate(zip(bundles, summaries, strict=True), 1):
-            pdf = pdfs.get(summary)
-            if not isinstance(pdf, Path):
-                raise ReportgenError(f"{item.folder}: 汇总表转换 PDF 失败：{pdf}")
-            _write_bundle(item, summary, pdf, out)
-            state.record(str(item.folder.relative_to(out)), item.fingerprint, item.outputs)
-            progress("打包", done, len(bundles))
+def render_summaries(bundles: list[Bundle], staging: Path) -> dict[Path, Path]:
+    """Each stale bundle's 汇总表 DOCX, rendered now so that it converts with the forms."""
+    summaries = {}
+    for index, item in enumerate(bundles):
+        summary = staging / f"summary-{index:05d}" / "汇总表.docx"
+        summary.parent.mkdir()
+        bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], summary, item.when)
+        summaries[item.folder] = summary
+    return summaries
+
+
+def write_bundles(
+    bundles: list[Bundle], summaries: dict[Path, Path], converted: dict[Path, Path | str],
+    state: State, out: Path, report: Report, progress: Progress,
+) -> None:
+    """Merged DOCX and PDF, CSV, manifest and zip of each bundle whose members all built."""
+    for done, item in enumerate(bundles, 1):
+        summary_pdf = converted.get(summaries[item.folder])
+        members_ready = all(job.pdf.is_file() and job.docx.is_file() for job in item.members)
+        if not members_ready or not isinstance(summary_pdf, Path):
+            reason = "本单位有项目未能生成" if not members_ready else f"汇总表未能转换（{summary_pdf}）"
+            report.failures.append(f"{item.folder}: {reason}，报送包未更新")
+            continue
+        _write_bundle(item, summaries[item.folder], summary_pdf, out)
+        state.record(item.key(out), item.fingerprint, item.outputs)
+        progress("打包", done, len(bundles))
 
 
 def _write_bundle(item: Bundle, summary_docx: Path, summary_pdf: Path, out: Path) -> None:
@@ -381,18 +398,19 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
     with build_lock(out):
         state = State(out)
         jobs = plan([c for c in results if c.ok], out, options)
-        stale = [job for job in jobs if options.force or not state.fresh(_key(job, out), job.fingerprint, [job.docx, job.pdf])]
+        stale = [job for job in jobs if options.force or not state.fresh(_key(job, out), job.fingerprint, job.outputs)]
         report.skipped = len(jobs) - len(stale)
+        bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
+        stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
         with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
             rendered = render_jobs(stale, Path(staging), report, progress)
-            pdfs = convert_jobs(rendered, options, report, progress)
+            summaries = render_summaries(stale_bundles, Path(staging))
+            pdfs, converted = convert_jobs(rendered, list(summaries.values()), options, report, progress)
             publish(rendered, pdfs, state, out)
-        report.rebuilt = len(pdfs)
-        state.save()
-        bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
-        stale_bundles = [b for b in bundles if options.force or not state.fresh(str(b.folder.relative_to(out)), b.fingerprint, b.outputs)]
-        write_bundles(stale_bundles, state, out, options, progress)
-        report.bundles = [b.archive for b in bundles]
+            report.rebuilt = len(pdfs)
+            state.save()
+            write_bundles(stale_bundles, summaries, converted, state, out, report, progress)
+        report.bundles = [b.archive for b in bundles if b.archive.is_file()]
         state.save()
     report.seconds = time.monotonic() - started
     return report

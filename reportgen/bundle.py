@@ -249,7 +249,9 @@ def write_summary_csv(rows: list[SummaryRow], target: Path) -> None:
 
 def write_manifest(target: Path, folder: Path, inputs: list[Path], info: dict) -> None:
     """manifest.json: every input and output file with its sha256, and how it was made."""
-    outputs = sorted(p for p in folder.iterdir() if p.is_file() and p.name != target.name and not p.name.startswith("."))
+    outputs = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name != target.name and not p.name.startswith(".")
+    )
     manifest = {
         **info,
         "inputs": [{"path": str(p), "sha256": sha256_of(p)} for p in sorted(set(inputs))],

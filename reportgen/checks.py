@@ -126,7 +126,8 @@ def parts_add_up(project: Project, region: Region) -> Iterator[Finding]:
         if total is None or not given:
             continue
         if sum(given, Decimal(0)) != total.in_yuan(unit):
-            message = f"「其中」各行的{label}之和 {_n(sum(given, Decimal(0)))} 元与年度资金总额 {_n(total.in_yuan(unit))} 元不一致"
+            parts_sum, stated = _n(sum(given, Decimal(0))), _n(total.in_yuan(unit))
+            message = f"「其中」各行的{label}之和 {parts_sum} 元与年度资金总额 {stated} 元不一致"
             yield Finding(("funds", "total", column), "error", message)
 
 

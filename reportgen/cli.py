@@ -48,7 +48,8 @@ def _friendly(command: Callable) -> Callable:
         except Exception as exc:
             if os.environ.get("REPORTGEN_DEBUG"):
                 raise
-            click.echo(f"reportgen 内部错误：{type(exc).__name__}: {exc}（请报告此问题；设置 REPORTGEN_DEBUG=1 可显示详情）", err=True)
+            hint = "请报告此问题；设置 REPORTGEN_DEBUG=1 可显示详情"
+            click.echo(f"reportgen 内部错误：{type(exc).__name__}: {exc}（{hint}）", err=True)
             sys.exit(3)
 
     return run
@@ -142,7 +143,8 @@ def new(file: Path, region_name: str | None, force: bool) -> None:
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True,
               help="输出文件夹。")
 @click.option("--force", is_flag=True, help="全部重新生成，不跳过未变化的项目。")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="同时运行的 LibreOffice 数量（缺省为 CPU 核数）。")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="同时运行的 LibreOffice 数量（缺省为 CPU 核数）。")
 @click.option("--soffice", default="soffice", show_default=True, envvar="REPORTGEN_SOFFICE", help="LibreOffice 程序。")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
               help="单个文件转换的超时秒数。")

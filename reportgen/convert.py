@@ -10,6 +10,7 @@ LibreOffice process outlives the call, also on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -61,7 +62,9 @@ def check_fonts() -> None:
     except (OSError, subprocess.TimeoutExpired):
         listing = ""
     if not any(family in listing for family in SC_FONT_FAMILIES):
-        raise ConvertError(f"没有安装简体中文字体，PDF 中的汉字会显示错误；Word 文件已生成。请安装：apt-get install {FONT_PACKAGE}")
+        raise ConvertError(
+            f"没有安装简体中文字体，PDF 中的汉字会显示错误；Word 文件已生成。请安装：apt-get install {FONT_PACKAGE}"
+        )
 
 
 def _pdf_ok(path: Path) -> bool:
@@ -105,14 +108,10 @@ class _Processes:
 
 def kill_group(process: subprocess.Popen) -> None:
     """Kill the process and everything it started (soffice.bin runs under a wrapper)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL does not fail
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-        pass
     if process.stderr:
         process.stderr.close()
 
@@ -133,29 +132,30 @@ class _Worker:
         return outcomes
 
     def _attempt(self, batch: list[Path], profile: Path) -> dict[Path, Outcome]:
+        """One LibreOffice call per run of documents with distinct names (usually the batch)."""
         outcomes: dict[Path, Outcome] = {}
-        by_folder: dict[Path, list[Path]] = {}
-        for doc in batch:
-            by_folder.setdefault(doc.parent, []).append(doc)
-        for folder, docs in by_folder.items():
-            outcomes.update(self._convert(folder, docs, profile))
+        for chunk in _distinct_names(batch):
+            with tempfile.TemporaryDirectory(prefix="reportgen-pdf-") as out_dir:
+                outcomes.update(self._convert(chunk, Path(out_dir), profile))
         return outcomes
 
-    def _convert(self, folder: Path, docs: list[Path], profile: Path) -> dict[Path, Outcome]:
+    def _convert(self, docs: list[Path], out_dir: Path, profile: Path) -> dict[Path, Outcome]:
+        """Convert into ``out_dir`` (soffice takes one), then move each PDF beside its DOCX."""
         for doc in docs:
             doc.with_suffix(".pdf").unlink(missing_ok=True)
         command = [
             self.soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--invisible",
             "--nologo", "--nodefault", "--nolockcheck", "--norestore",
-            "--convert-to", self.filter_name, "--outdir", str(folder), *map(str, docs),
+            "--convert-to", self.filter_name, "--outdir", str(out_dir), *map(str, docs),
         ]
+        produced = {doc: out_dir / f"{doc.stem}.pdf" for doc in docs}
         process = self.processes.start(command)
         finished: set[Path] = set()
         last_progress, hung = time.monotonic(), False
         try:
             while process.poll() is None:
                 time.sleep(_POLL_SECONDS)
-                ready = {d for d in docs if d not in finished and d.with_suffix(".pdf").exists()}
+                ready = {d for d in docs if d not in finished and produced[d].exists()}
                 if ready:
                     finished |= ready
                     last_progress = time.monotonic()
@@ -168,17 +168,28 @@ class _Worker:
             self.processes.end(process)
         outcomes: dict[Path, Outcome] = {}
         for doc in docs:
-            pdf = doc.with_suffix(".pdf")
-            if _pdf_ok(pdf):
+            if _pdf_ok(produced[doc]):
                 if doc not in finished:
                     self.done(1)
-                outcomes[doc] = pdf
+                outcomes[doc] = Path(shutil.move(str(produced[doc]), str(doc.with_suffix(".pdf"))))
             elif hung:
                 outcomes[doc] = f"LibreOffice 转换超时（{self.timeout:.0f} 秒内没有完成）：{doc.name}"
             else:
                 detail = errors.decode(errors="replace").strip().splitlines()[-1:] or [f"退出码 {process.returncode}"]
                 outcomes[doc] = f"LibreOffice 未能转换 {doc.name}：{detail[0]}"
         return outcomes
+
+
+def _distinct_names(batch: list[Path]) -> list[list[Path]]:
+    """Split a batch so that no two documents of a part share a file name (one --outdir)."""
+    parts: list[list[Path]] = []
+    for doc in batch:
+        part = next((p for p in parts if all(d.stem != doc.stem for d in p)), None)
+        if part is None:
+            parts.append([doc])
+        else:
+            part.append(doc)
+    return parts
 
 
 def _filter(pdfa: bool) -> str:

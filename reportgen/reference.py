@@ -43,7 +43,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         label, aliases = labels_of(model, name)
         required = "是" if info.is_required() else ""
         other = "、".join(aliases)
-        rows.append(f"| `{prefix}{name}` | {label} | {other} | {_type_name(model, name)} | {required} | {info.description} |")
+        kind = _type_name(model, name)
+        rows.append(f"| `{prefix}{name}` | {label} | {other} | {kind} | {required} | {info.description} |")
         inner = nested_model(model, name)
         if inner is not None:
             rows.extend(_rows(inner, f"{prefix}{name}."))

@@ -71,11 +71,21 @@ def _vmerge_cell(match: re.Match[str]) -> str:
     return cell[:at] + merge + cell[at:]
 
 
+_PATCHED: dict[str, str] = {}
+_PATCHED_MAX = 64  # template parts (body, headers, footers) of every region, with room to spare
+
+
 class _Template(DocxTemplate):
     """docxtpl with the ``{% vmerge %}`` cell tag, and data kept literal."""
 
     def patch_xml(self, src_xml: str) -> str:
-        return _VMERGE_CELL.sub(_vmerge_cell, super().patch_xml(src_xml))
+        # docxtpl's clean-up reads nothing but the XML: once per template, not once per form.
+        patched = _PATCHED.get(src_xml)
+        if patched is None:
+            patched = _VMERGE_CELL.sub(_vmerge_cell, super().patch_xml(src_xml))
+            if len(_PATCHED) < _PATCHED_MAX:
+                _PATCHED[src_xml] = patched
+        return patched
 
     def render_xml_part(self, src_xml, part, context, jinja_env=None):
         # docxtpl's version also turns "{_{" into "{{" in the *output*, which would change a

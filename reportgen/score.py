@@ -250,7 +250,8 @@ def score_execution(
         rule += f"，执行率先取 {region.execution.rate_decimals} 位小数"
     computed = round_half_up(weight * min(rate_used / _HUNDRED, Decimal(1)), region.score_decimals)
     if entered is not None and entered != computed:
-        message = f"填写的得分 {_fmt(entered)} 与按执行率 {format_decimal(rate, 2)}% 计算的 {_fmt(computed)} 不一致，已保留填写值"
+        by_rate = f"按执行率 {format_decimal(rate, 2)}% 计算的 {_fmt(computed)}"
+        message = f"填写的得分 {_fmt(entered)} 与{by_rate} 不一致，已保留填写值"
         findings.append(Finding(loc, "warning", message))
     return Execution(rate, Line(loc, "预算执行率", rule, inputs, weight, computed, entered)), findings
 

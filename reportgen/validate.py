@@ -161,7 +161,8 @@ class _Resolver:
             for index, item in enumerate(value):
                 item_key = join_key(key_path, index)
                 self.place((*loc, index), item_key, value.item_marks[index])
-                items.append(self.mapping(item, inner, (*loc, index), item_key) if isinstance(item, LocatedMap) else item)
+                is_map = isinstance(item, LocatedMap)
+                items.append(self.mapping(item, inner, (*loc, index), item_key) if is_map else item)
             return items
         return value
 

@@ -44,7 +44,7 @@ def soffice_processes() -> list[str]:
     return [line for line in listing.splitlines() if marker in line]
 
 
-def wait_for(condition, seconds: float = 60) -> None:  # noqa: ANN001
+def wait_for(condition, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:

@@ -45,6 +45,7 @@ _LETTERS = st.one_of([st.characters(min_codepoint=low, max_codepoint=high) for l
 texts = st.lists(st.one_of(st.text(_LETTERS, min_size=1, max_size=12), st.sampled_from(SPECIALS)), min_size=1, max_size=6).map(
     "".join
 )
+required_texts = texts.filter(str.strip)  # 项目名称 and 三级指标 may not be blank
 long_texts = st.builds(lambda t, n: (t * n)[:20000], texts, st.integers(1, 400))
 amounts = st.decimals(min_value=1, max_value=10**9, places=2, allow_nan=False, allow_infinity=False)
 
@@ -59,11 +60,11 @@ def visible(text: str) -> str:
 def projects(draw: st.DrawFn) -> dict:
     budget = draw(amounts)
     executed = min(draw(amounts), budget)
-    names = draw(st.lists(texts, min_size=3, max_size=3))
+    names = draw(st.lists(required_texts, min_size=3, max_size=3))
     return {
         "地区": draw(st.sampled_from(["shenzhen-longhua", "national"])),
         "年度": 2024,
-        "项目名称": draw(texts),
+        "项目名称": draw(required_texts),
         "实施单位": draw(texts),
         "项目资金": {
             "金额单位": "元",

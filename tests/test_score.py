@@ -136,7 +136,7 @@ def test_quantitative_formula(target: str, actual: str, weight: str, expected: s
 def test_fengtai_over_target_deduction(actual: str, expected: str) -> None:
     """丰台 注3: (B − A) / A in [200%, 300%) costs 10% of the weight, [300%, 500%) 20%, ≥500% 30%."""
     indicator = Indicator(name="x", target="100", actual=actual)
-    score, rule, _ = score_quantitative(indicator, Decimal(10), find_region("北京丰台"))
+    score, _, _ = score_quantitative(indicator, Decimal(10), find_region("北京丰台"))
     assert score == Decimal(expected)
 
 

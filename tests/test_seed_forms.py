@@ -20,7 +20,7 @@ from pypdf import PdfReader
 
 from reportgen.build import build
 
-from .conftest import BASE_PROJECT, ROOT
+from .conftest import BASE_PROJECT
 
 pytestmark = pytest.mark.soffice
 
@@ -92,7 +92,7 @@ def test_fengtai_title_block_and_footnotes_verbatim(built_data: Path) -> None:
         assert normalized(note) in text
 
 
-def cell_text(table, row: int, column: int) -> str:  # noqa: ANN001 - a python-docx Table
+def cell_text(table, row: int, column: int) -> str:
     return table.rows[row].cells[column].text.strip()
 
 
@@ -107,7 +107,7 @@ def test_longhua_money_and_total_cells(built_data: Path) -> None:
     assert total[0] == "总分" and total[-3:] == ["100", "99.93", "—"]
 
 
-def vertical_merges(table, column: int) -> list[str]:  # noqa: ANN001
+def vertical_merges(table, column: int) -> list[str]:
     """The w:vMerge value of a column's cell in each row ('' where the cell is not merged)."""
     marks = []
     for row in table._tbl.tr_lst:
@@ -155,7 +155,7 @@ def _reference(character: str, face: int) -> Image.Image:
 
 
 def _difference(a: Image.Image, b: Image.Image) -> int:
-    return sum(1 for pixel in ImageChops.difference(a, b).getdata() if pixel > 128)
+    return sum(1 for pixel in ImageChops.difference(a, b).tobytes() if pixel > 128)
 
 
 def test_chinese_glyphs_are_drawn_with_simplified_chinese_shapes(tmp_path: Path) -> None:

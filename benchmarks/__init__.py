@@ -1,0 +1,1 @@
+"""Benchmarks for reportgen: synthetic data (``benchmarks.synth``) and timings (``benchmarks.run``)."""

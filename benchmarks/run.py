@@ -1,0 +1,421 @@
+"""Timings: ``python -m benchmarks.run [--sizes 100 500] [--repeat R] [--json PATH]``.
+
+For each size N, on a synthetic data tree (``benchmarks.synth``):
+
+(a) ``reportgen build DATA -o OUT`` from cold (fresh OUT), as a subprocess, wall clock; its peak
+    memory is the VmHWM of that python process alone (polled from /proc; LibreOffice excluded);
+    the end of each stage (its progress line) is timestamped for a breakdown;
+(b) the same command again: a no-op rebuild;
+(c) the naive way: load + render every DOCX in-process (timed once), then one
+    ``soffice --headless --convert-to pdf --outdir X doc.docx`` per document, sequentially, all
+    sharing ONE profile folder created fresh per run. Above ``--naive-max`` documents only the
+    first ones are converted and the rest is extrapolated (first call + mean of the others × (N − 1));
+(d) LibreOffice's floor: the same DOCX split into ``os.cpu_count()`` lists, converted by that many
+    concurrent ``soffice --convert-to pdf`` calls, each with its own fresh profile.
+
+All LibreOffice calls get reportgen's font environment (``convert.font_environment()``), so the
+only difference between (a), (c) and (d) is how the work is handed to LibreOffice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+from benchmarks.synth import synthesize
+from reportgen import render, view
+from reportgen.convert import font_environment
+from reportgen.validate import check_paths
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_SECONDS = 0.02
+# LibreOffice 7.4 silently ignores the documents after about the 247th on one command line
+# (exit status 0); the floor therefore hands each worker its list in calls of at most this many.
+MAX_DOCS_PER_CALL = 200
+SOFFICE_TIMEOUT = 600.0
+
+GOAL_NAIVE_RATIO = 8.0  # c/a ≥ 8
+GOAL_FLOOR_RATIO = 1.3  # a/d ≤ 1.3
+GOAL_NOOP_SECONDS = 1.0  # at N = 100
+GOAL_NOOP_SIZE = 100
+GOAL_PEAK_MB = 300.0  # at N = 500
+GOAL_PEAK_SIZE = 500
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+
+@dataclass
+class BuildRun:
+    """One ``reportgen build``: wall clock, peak RSS of the python process, stage ends."""
+
+    seconds: float
+    peak_mb: float
+    stages: dict[str, float] = field(default_factory=dict)  # stage → seconds since start
+    summary: str = ""
+
+
+def _vm_hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _watch_memory(process: subprocess.Popen, peak: list[int]) -> None:
+    while process.poll() is None:
+        value = _vm_hwm_kb(process.pid)
+        if value is not None:
+            peak[0] = max(peak[0], value)
+        time.sleep(POLL_SECONDS)
+
+
+def _read_stages(stream: IO[bytes], started: float, stages: dict[str, float], lines: list[str]) -> None:
+    """Progress lines look like ``生成 Word：50/50``, printed when a stage ends."""
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        lines.append(line)
+        match = re.match(r"^(\S.*?)：(\d+)/(\d+)$", line)
+        if match:
+            stages[match.group(1)] = time.monotonic() - started
+
+
+def run_build(data: Path, out: Path) -> BuildRun:
+    command = [sys.executable, "-m", "reportgen", "build", str(data), "-o", str(out)]
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak, stages, errors, output = [0], {}, [], []
+    threads = [
+        threading.Thread(target=_watch_memory, args=(process, peak)),
+        threading.Thread(target=_read_stages, args=(process.stderr, started, stages, errors)),
+        threading.Thread(target=lambda: output.extend(process.stdout.read().decode().splitlines())),
+    ]
+    for thread in threads:
+        thread.start()
+    process.wait()
+    seconds = time.monotonic() - started
+    for thread in threads:
+        thread.join()
+    if process.returncode != 0:
+        tail = "\n".join([*output, *errors][-20:])
+        raise SystemExit(f"reportgen build failed (exit {process.returncode}):\n{tail}")
+    return BuildRun(seconds, peak[0] / 1024, stages, output[-1] if output else "")
+
+
+def render_all(data: Path, folder: Path) -> tuple[list[Path], float]:
+    """Load, validate and render every project's DOCX in-process, as a clerk's script would."""
+    started = time.monotonic()
+    documents = []
+    for checked in check_paths([data]):
+        if not checked.ok:
+            continue
+        assert checked.project and checked.region and checked.result
+        target = folder / f"{len(documents):05d}.docx"
+        context = view.context(checked.project, checked.region, checked.result)
+        render.render_docx(checked.region.template, context, target)
+        documents.append(target)
+    return documents, time.monotonic() - started
+
+
+def _soffice(soffice: str, profile: Path, outdir: Path, documents: list[Path]) -> list[str]:
+    return [
+        soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless",
+        "--convert-to", "pdf", "--outdir", str(outdir), *map(str, documents),
+    ]
+
+
+def _missing_pdfs(documents: list[Path], outdir: Path) -> list[str]:
+    """Documents without a PDF: reported beside the timing, which then flatters LibreOffice."""
+    missing = [doc.name for doc in documents if not (outdir / f"{doc.stem}.pdf").is_file()]
+    if missing:
+        print(f"warning: LibreOffice produced no PDF for {len(missing)} documents, e.g. {missing[0]}",
+              file=sys.stderr)
+    return missing
+
+
+@dataclass
+class NaiveRun:
+    measured: int
+    seconds_measured: float
+    first_call: float
+    mean_call: float  # of the calls after the first
+    estimate: float  # for all documents; equals seconds_measured when all were measured
+    missing: int = 0
+
+
+def run_naive(documents: list[Path], scratch: Path, soffice: str, limit: int) -> NaiveRun:
+    """One soffice call per document, sequentially, one shared profile created fresh."""
+    profile, outdir = Path(tempfile.mkdtemp(dir=scratch, prefix="profile-naive-")), scratch / "naive-pdf"
+    outdir.mkdir(exist_ok=True)
+    subset, calls = documents[:limit], []
+    for doc in subset:
+        started = time.monotonic()
+        subprocess.run(
+            _soffice(soffice, profile, outdir, [doc]), env=font_environment(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=SOFFICE_TIMEOUT, check=True,
+        )
+        calls.append(time.monotonic() - started)
+    missing = _missing_pdfs(subset, outdir)
+    shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(outdir, ignore_errors=True)
+    rest = statistics.fmean(calls[1:]) if len(calls) > 1 else calls[0]
+    estimate = sum(calls) if len(subset) == len(documents) else calls[0] + rest * (len(documents) - 1)
+    return NaiveRun(len(subset), sum(calls), calls[0], rest, estimate, len(missing))
+
+
+@dataclass
+class FloorRun:
+    seconds: float
+    calls: int
+    missing: int = 0
+
+
+def _worker(soffice: str, profile: Path, outdir: Path, documents: list[Path]) -> None:
+    """One core's share: its documents in as few soffice calls as LibreOffice allows."""
+    for first in range(0, len(documents), MAX_DOCS_PER_CALL):
+        chunk = documents[first:first + MAX_DOCS_PER_CALL]
+        subprocess.run(
+            _soffice(soffice, profile, outdir, chunk), env=font_environment(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=SOFFICE_TIMEOUT * 10, check=False,
+        )
+
+
+def run_floor(documents: list[Path], scratch: Path, soffice: str, workers: int) -> FloorRun:
+    """``workers`` concurrent soffice processes, one list of documents and one fresh profile each."""
+    batches = [documents[index::workers] for index in range(workers) if documents[index::workers]]
+    outdirs = [scratch / f"floor-pdf-{index}" for index in range(len(batches))]
+    profiles = [Path(tempfile.mkdtemp(dir=scratch, prefix="profile-floor-")) for _ in batches]
+    threads = [
+        threading.Thread(target=_worker, args=(soffice, profile, outdir, batch))
+        for batch, profile, outdir in zip(batches, profiles, outdirs, strict=True)
+    ]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+    missing = sum(len(_missing_pdfs(batch, outdir)) for batch, outdir in zip(batches, outdirs, strict=True))
+    for folder in [*outdirs, *profiles]:
+        shutil.rmtree(folder, ignore_errors=True)
+    calls = sum(-(-len(batch) // MAX_DOCS_PER_CALL) for batch in batches)
+    return FloorRun(seconds, calls, missing)
+
+
+# --- one size -------------------------------------------------------------------------------
+
+
+@dataclass
+class SizeResult:
+    n: int
+    repeats: int
+    units: int
+    render_seconds: float = 0.0
+    cold: list[BuildRun] = field(default_factory=list)
+    noop: list[BuildRun] = field(default_factory=list)
+    naive: list[NaiveRun] = field(default_factory=list)
+    floor: list[FloorRun] = field(default_factory=list)
+
+    def median(self, values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    @property
+    def a(self) -> float:
+        return self.median([run.seconds for run in self.cold])
+
+    @property
+    def b(self) -> float:
+        return self.median([run.seconds for run in self.noop])
+
+    @property
+    def c_convert(self) -> float:
+        return self.median([run.estimate for run in self.naive])
+
+    @property
+    def c(self) -> float:
+        return self.render_seconds + self.c_convert
+
+    @property
+    def d(self) -> float:
+        return self.median([run.seconds for run in self.floor])
+
+    @property
+    def peak_mb(self) -> float:
+        return max(run.peak_mb for run in self.cold)
+
+    def summary(self) -> dict:
+        return {
+            "n": self.n, "repeats": self.repeats, "units": self.units,
+            "a_cold_build_s": self.a, "b_noop_build_s": self.b,
+            "c_naive_s": self.c, "c_render_s": self.render_seconds, "c_convert_s": self.c_convert,
+            "c_extrapolated": any(run.measured < self.n for run in self.naive),
+            "d_floor_s": self.d, "c_over_a": self.c / self.a, "a_over_d": self.a / self.d,
+            "peak_rss_mb": self.peak_mb,
+            "runs": {
+                "cold": [asdict(run) for run in self.cold], "noop": [asdict(run) for run in self.noop],
+                "naive": [asdict(run) for run in self.naive], "floor": [asdict(run) for run in self.floor],
+            },
+        }
+
+
+Log = Callable[[str], None]
+
+
+def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, log: Log) -> SizeResult:
+    data, docs = scratch / "data", scratch / "docx"
+    files = synthesize(n, data)
+    result = SizeResult(n, repeats, len({path.parent for path in files}))
+    docs.mkdir()
+    documents, result.render_seconds = render_all(data, docs)
+    log(f"N={n}: {len(files)} projects in {result.units} units; "
+        f"rendered {len(documents)} DOCX in {result.render_seconds:.1f} s")
+    workers = os.cpu_count() or 1
+    for repeat in range(1, repeats + 1):
+        out = scratch / f"out-{repeat}"
+        cold = run_build(data, out)
+        result.cold.append(cold)
+        log(f"  run {repeat}: (a) cold build {cold.seconds:.1f} s, peak {cold.peak_mb:.0f} MB")
+        noop = run_build(data, out)
+        result.noop.append(noop)
+        log(f"  run {repeat}: (b) no-op build {noop.seconds:.2f} s — {noop.summary}")
+        shutil.rmtree(out, ignore_errors=True)
+        result.naive.append(run_naive(documents, scratch, soffice, naive_max))
+        naive = result.naive[-1]
+        log(f"  run {repeat}: (c) naive soffice × {naive.measured}: {naive.seconds_measured:.1f} s "
+            f"→ {naive.estimate:.1f} s for {n}")
+        floor = run_floor(documents, scratch, soffice, workers)
+        result.floor.append(floor)
+        log(f"  run {repeat}: (d) floor, {workers} soffice, {floor.calls} calls: {floor.seconds:.1f} s")
+    return result
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _runs(values: list[float], digits: int = 1) -> str:
+    return " / ".join(f"{value:.{digits}f}" for value in values)
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def table(result: SizeResult) -> str:
+    n, workers = result.n, os.cpu_count() or 1
+    c_over_a, a_over_d = result.c / result.a, result.a / result.d
+    naive = result.naive[0]
+    extrapolated = naive.measured < n
+    how = f"extrapolated from {naive.measured} of {n} docs" if extrapolated else f"all {n} docs measured"
+    stages = "; ".join(f"{name} ends {_runs([run.stages.get(name, float('nan')) for run in result.cold])} s"
+                       for name in result.cold[0].stages)
+    rows = [
+        ("(a) reportgen build, cold", f"{result.a:8.1f} s", _runs([r.seconds for r in result.cold]), ""),
+        ("(b) reportgen build, no-op", f"{result.b:8.2f} s", _runs([r.seconds for r in result.noop], 2),
+         f"≤ {GOAL_NOOP_SECONDS:g} s at N={GOAL_NOOP_SIZE}: "
+         + (_verdict(result.b <= GOAL_NOOP_SECONDS) if n == GOAL_NOOP_SIZE else "n/a at this N")),
+        ("(c) naive, total = c1 + c2", f"{result.c:8.1f} s", "", "extrapolated" if extrapolated else ""),
+        ("    c1 load + render DOCX (once)", f"{result.render_seconds:8.1f} s", "", ""),
+        ("    c2 soffice per document", f"{result.c_convert:8.1f} s",
+         _runs([r.estimate for r in result.naive]), how),
+        (f"(d) floor: {workers} soffice in parallel", f"{result.d:8.1f} s",
+         _runs([run.seconds for run in result.floor]), f"{result.floor[0].calls} soffice calls in all"),
+        ("c/a", f"{c_over_a:8.2f}", "", f"≥ {GOAL_NAIVE_RATIO:g}: {_verdict(c_over_a >= GOAL_NAIVE_RATIO)}"),
+        ("a/d", f"{a_over_d:8.2f}", "", f"≤ {GOAL_FLOOR_RATIO:g}: {_verdict(a_over_d <= GOAL_FLOOR_RATIO)}"),
+        ("peak RSS of reportgen (a)", f"{result.peak_mb:8.0f} MB", _runs([r.peak_mb for r in result.cold], 0),
+         f"≤ {GOAL_PEAK_MB:g} MB at N={GOAL_PEAK_SIZE}: "
+         + (_verdict(result.peak_mb <= GOAL_PEAK_MB) if n == GOAL_PEAK_SIZE else "n/a at this N")),
+    ]
+    title = f"N = {n} projects, {result.units} units; {result.repeats} run(s), medians; {workers} CPUs"
+    lines = [title, f"{'':38}{'median':>11}  {'runs':<22}goal / note"]
+    lines += [f"{label:38}{value:>11}  {runs:<22}{goal}" for label, value, runs, goal in rows]
+    if extrapolated:
+        lines.append(
+            f"  c2 measured {naive.measured} calls ({naive.seconds_measured:.1f} s; "
+            f"first {naive.first_call:.1f} s, then {naive.mean_call:.2f} s each) "
+            f"and extrapolated: first + mean × ({n} − 1)"
+        )
+    lines.append(f"  (a) stages: {stages}")
+    missing = [run.missing for run in result.naive] + [run.missing for run in result.floor]
+    if any(missing):
+        lines.append(f"  WARNING: PDFs missing in (c)/(d) runs: {missing}; those timings are too low")
+    return "\n".join(lines)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _default_repeats(n: int) -> int:
+    return 3 if n <= 100 else 1
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description="Time reportgen build against LibreOffice."
+    )
+    add = parser.add_argument
+    add("--sizes", type=int, nargs="+", default=[100, 500], help="project counts (default: 100 500)")
+    add("--repeat", type=int, default=None, help="runs per size (default: 3 up to N=100, else 1)")
+    add("--naive-max", type=int, default=100,
+        help="convert at most this many documents the naive way, extrapolate the rest (default 100)")
+    add("--soffice", default="soffice", help="LibreOffice program (default: soffice)")
+    add("--json", type=Path, default=None, help="also write the results as JSON here")
+    add("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    add("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.sizes) or (args.repeat is not None and args.repeat < 1) or args.naive_max < 2:
+        parser.error("sizes and --repeat must be ≥ 1, --naive-max ≥ 2")
+    if shutil.which(args.soffice) is None:
+        parser.error(f"LibreOffice not found: {args.soffice}")
+    return args
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    root = Path(tempfile.mkdtemp(prefix="reportgen-bench-", dir=args.workdir))
+    results = []
+    try:
+        for n in args.sizes:
+            scratch = root / f"n{n}"
+            scratch.mkdir()
+            repeats = args.repeat or _default_repeats(n)
+            results.append(measure(n, repeats, scratch, args.soffice, args.naive_max, _log))
+            print(table(results[-1]) + "\n", flush=True)
+    finally:
+        if args.keep:
+            _log(f"scratch kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        machine = {
+            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        }
+        document = {"machine": machine, "results": [result.summary() for result in results]}
+        args.json.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+        _log(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
