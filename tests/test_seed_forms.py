@@ -20,7 +20,7 @@ from pypdf import PdfReader
 
 from reportgen.build import build
 
-from .conftest import BASE_PROJECT
+from .conftest import BASE_PROJECT, DATA
 
 pytestmark = pytest.mark.soffice
 
@@ -182,3 +182,36 @@ def test_chinese_glyphs_are_drawn_with_simplified_chinese_shapes(tmp_path: Path)
         drawn = _ink(word_image.crop((int(index * step), 0, int((index + 1) * step), word_image.height)))
         to_sc, to_jp = _difference(drawn, _reference(character, sc)), _difference(drawn, _reference(character, jp))
         assert to_sc < to_jp, f"{character}: {to_sc} pixels from the SC shape, {to_jp} from the JP shape"
+
+
+HOSTILE = "A&B <x> {{ 7*7 }} {% if x %} 𠀀 𪚥"
+SEED_PROJECTS = {
+    "jinzhong": "2020/晋中市数字化城市管理中心/数字城管运行费.yaml",
+    "shenzhen-longhua": "2022/深圳龙华区平安建设中心/网格信息采集工作.yaml",
+    "beijing-fengtai": "2019/北京丰台区城市管理监督指挥中心/通讯保障资源运维项目.yaml",
+    "yinchuan-jinfeng": "2023/银川金凤区智慧城市运营中心/办公经费.yaml",
+    "national": "2023/银川金凤区智慧城市运营中心/办公经费.yaml",
+}
+
+
+def test_hostile_text_in_every_region_comes_out_verbatim(tmp_path: Path) -> None:
+    """Template syntax, XML specials and rare CJK typed by a clerk are printed as typed."""
+    import yaml
+
+    for region, relative in SEED_PROJECTS.items():
+        source = DATA / relative
+        project = yaml.safe_load(source.read_text(encoding="utf-8"))
+        unit = yaml.safe_load((source.parent / "_unit.yaml").read_text(encoding="utf-8"))
+        project = {**unit, **project, "地区": region, "实施单位": f"{region} 单位", "项目名称": HOSTILE}
+        for key in ("预期目标", "实际完成情况", "项目概况", "其他需说明的问题"):
+            if key in project:
+                project[key] = HOSTILE
+        project["绩效指标"][0]["三级指标"] = HOSTILE
+        folder = tmp_path / "data" / region
+        folder.mkdir(parents=True)
+        (folder / "p.yaml").write_text(yaml.safe_dump(project, allow_unicode=True), encoding="utf-8")
+    report = build([tmp_path / "data"], tmp_path / "out")
+    assert report.ok, report.failures
+    for region in SEED_PROJECTS:
+        [pdf] = [p for p in (tmp_path / "out").rglob("*.pdf") if p.parent.name == f"{region} 单位" and p.stem != "全部项目"]
+        assert any(normalized(HOSTILE) in text for text in pdf_texts(pdf)), region
