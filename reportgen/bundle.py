@@ -7,6 +7,7 @@ written to a temporary name and renamed into place, so no half-written file is e
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -17,7 +18,6 @@ import re
 import unicodedata
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,20 +74,25 @@ def safe_filename(name: str, taken: set[str]) -> str:
     return candidate
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path beside ``target``, renamed onto it only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.part")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         yield temporary
         os.replace(temporary, target)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        _remove_quietly(temporary)
         raise OutputError(f"无法写入 {target}：{exc.strerror or exc}") from exc
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove_quietly(temporary)
         raise
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):  # the error being reported matters more
+        path.unlink(missing_ok=True)
 
 
 def write_bytes(target: Path, data: bytes) -> None:

@@ -178,3 +178,17 @@ def test_pdfa_build_marks_each_form_as_pdfa_2b(tmp_path: Path) -> None:
     data = next(tmp_path.rglob("数字城管运行费.pdf")).read_bytes()
     assert b"<pdfaid:part>2</pdfaid:part>" in data
     assert b"<pdfaid:conformance>B</pdfaid:conformance>" in data
+
+
+def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) -> None:
+    marker = f"reportgen-crash-{os.getpid()}"
+    fake = _fake_soffice(tmp_path, f'echo "{marker}" >> "{tmp_path}/calls"; kill -9 $$')
+    project = tmp_path / "data" / "p.yaml"
+    project.parent.mkdir()
+    project.write_text(BASE_PROJECT, encoding="utf-8")
+    report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=30, jobs=1))
+    assert report.failures[0] == f"{project}: LibreOffice 未能转换 测试项目.docx：退出码 -9"
+    assert (tmp_path / "calls").read_text(encoding="utf-8").count(marker) == 2  # the batch, then one retry
+    assert _processes_named(marker) == []
+    assert [p.name for p in (tmp_path / "out").rglob("*.docx")] == ["测试项目.docx"]
+    assert list((tmp_path / "out").rglob("*.part")) == []
