@@ -29,10 +29,12 @@ pytestmark = pytest.mark.soffice
 EXAMPLES = int(os.environ.get("REPORTGEN_FUZZ_EXAMPLES", "6"))
 # Each example converts a PDF (about a second): shrink only in the long run, where it pays.
 PHASES = tuple(Phase) if EXAMPLES > 20 else (Phase.explicit, Phase.reuse, Phase.generate)
-SPECIALS = ["&", "<", ">", '"', "'", "{{ 7*7 }}", "{% if x %}", "{#", "𠀀", "𪚥", "😀", "\x01", "\x0b", "\u200b", "骨角偏区"]
+# Rare CJK (𠀀 𪚥, extension B) is left to the fixed hostile-text tests: at some positions
+# LibreOffice draws it but writes U+FFFD for it into the PDF's text layer.
+SPECIALS = ["&", "<", ">", '"', "'", "{{ 7*7 }}", "{% if x %}", "{#", "😀", "\x01", "\x0b", "\u200b", "骨角偏区"]
 
 # What a clerk types: ASCII, Latin-1, Greek, Cyrillic, Chinese quotes and punctuation, CJK,
-# full-width forms (rare CJK such as 𠀀 𪚥 comes from SPECIALS). Left out on purpose: characters no installed font has (drawn as
+# full-width forms. Left out on purpose: characters no installed font has (drawn as
 # a box and missing from the text layer) and ones whose glyph the font shares with another code
 # point (〜/～, U+2010/2011 hyphens), which any extractor reads back as the other character.
 _RANGES = [
@@ -95,7 +97,7 @@ def given_texts(project: dict) -> list[str]:
 
 
 @settings(
-    max_examples=EXAMPLES, deadline=None, phases=PHASES,
+    max_examples=EXAMPLES, deadline=None, phases=PHASES, derandomize=EXAMPLES <= 20,  # CI: same examples
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(project=projects())
