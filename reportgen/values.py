@@ -90,26 +90,26 @@ class Percent:
         return self.text
 
 
+def _non_negative(raw: object, unit: str, what: str) -> tuple[str, Decimal]:
+    """The text as written and its value, with an optional unit ("%", "分") after the number."""
+    text = str(raw)
+    value = parse_decimal(normalize_text(text).replace(" ", "").removesuffix(unit), what)
+    if value < 0:
+        raise ValueParseError(f"{what}不能为负数：「{text}」")
+    return text.strip(), value
+
+
 def parse_rate(raw: object) -> Percent:
     """A percentage: "99.32%" or 99.32 (numbers are read as percent, not as fractions)."""
-    text = str(raw)
-    cleaned = normalize_text(text).replace(" ", "").removesuffix("%")
-    value = parse_decimal(cleaned, "百分比")
-    if value < 0:
-        raise ValueParseError(f"百分比不能为负数：「{text}」")
+    text, value = _non_negative(raw, "%", "百分比")
     if value > 1000:
         raise ValueParseError(f"百分比「{text}」超过 1000%，请检查")
-    return Percent(value=value, text=text.strip())
+    return Percent(value=value, text=text)
 
 
 def parse_points(raw: object) -> Decimal:
     """A weight or a score (分值, 得分): a non-negative number, "分" allowed."""
-    text = str(raw)
-    cleaned = normalize_text(text).replace(" ", "").removesuffix("分")
-    value = parse_decimal(cleaned, "分数")
-    if value < 0:
-        raise ValueParseError(f"分数不能为负数：「{text}」")
-    return value
+    return _non_negative(raw, "分", "分数")[1]
 
 
 def round_half_up(value: Decimal, decimals: int) -> Decimal:
