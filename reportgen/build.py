@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,22 +200,55 @@ def _key(job: Job, out: Path) -> str:
     return str(job.docx.relative_to(out))
 
 
-def render_jobs(jobs: list[Job], staging: Path, report: Report, progress: Progress) -> list[tuple[Job, Path]]:
-    rendered = []
-    for done, job in enumerate(jobs, 1):
-        checked = job.checked
-        assert checked.project and checked.region and checked.result
-        target = staging / f"{done:05d}" / f"{job.stem}.docx"
+def _render_one(template: Path, context: dict, target: Path, when: datetime.datetime) -> None:
+    render.render_docx(template, context, target)
+    bundle.normalize_docx(target, when)
+
+
+def render_jobs(
+    jobs: list[Job], staging: Path, options: Options, report: Report, progress: Progress
+) -> list[tuple[Job, Path]]:
+    """Each stale form's DOCX, rendered on every core (docxtpl is CPU-bound Python)."""
+    targets = []
+    for index, job in enumerate(jobs, 1):
+        target = staging / f"{index:05d}" / f"{job.stem}.docx"
         target.parent.mkdir()
-        try:
+        targets.append(target)
+    workers = max(1, min(options.jobs or os.cpu_count() or 1, len(jobs)))
+    rendered = []
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InProcess() as pool:
+        futures = []
+        for job, target in zip(jobs, targets, strict=True):
+            checked = job.checked
+            assert checked.project and checked.region and checked.result
             context = view.context(checked.project, checked.region, checked.result)
-            render.render_docx(checked.region.template, context, target)
-            bundle.normalize_docx(target, job.when)
-            rendered.append((job, target))
-        except ReportgenError as exc:
-            report.failures.append(f"{display_path(checked.source.path)}: {exc}")
-        progress("生成 Word", done, len(jobs))
+            futures.append(pool.submit(_render_one, checked.region.template, context, target, job.when))
+        for done, (job, target, future) in enumerate(zip(jobs, targets, futures, strict=True), 1):
+            try:
+                future.result()
+                rendered.append((job, target))
+            except ReportgenError as exc:
+                report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
+            progress("生成 Word", done, len(jobs))
     return rendered
+
+
+class _InProcess:
+    """The executor interface, run inline: one form needs no worker processes."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def submit(self, function: Callable, *args: object) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
 
 
 def convert_jobs(
@@ -403,7 +437,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
         stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
         with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
-            rendered = render_jobs(stale, Path(staging), report, progress)
+            rendered = render_jobs(stale, Path(staging), options, report, progress)
             summaries = render_summaries(stale_bundles, Path(staging))
             pdfs, converted = convert_jobs(rendered, list(summaries.values()), options, report, progress)
             publish(rendered, pdfs, state, out)

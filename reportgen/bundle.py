@@ -271,7 +271,8 @@ def write_zip(folder: Path, target: Path, when: datetime.datetime) -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
             entry = zipfile.ZipInfo(f"{folder.name}/{path.name}", _zip_time(when))
-            entry.compress_type = zipfile.ZIP_DEFLATED
+            # PDF and DOCX are compressed already: deflating them again costs time, saves nothing.
+            entry.compress_type = zipfile.ZIP_STORED if path.suffix in (".pdf", ".docx") else zipfile.ZIP_DEFLATED
             entry.external_attr = 0o644 << 16
             entry.flag_bits |= 0x800  # UTF-8 names, so Chinese file names survive on Windows
             archive.writestr(entry, path.read_bytes())
