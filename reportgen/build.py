@@ -374,19 +374,28 @@ def render_summaries(bundles: list[Bundle], staging: Path) -> dict[Path, Path]:
 
 def write_bundles(
     bundles: list[Bundle], summaries: dict[Path, Path], converted: dict[Path, Path | str],
-    state: State, out: Path, report: Report, progress: Progress,
+    state: State, out: Path, options: Options, report: Report, progress: Progress,
 ) -> None:
-    """Merged DOCX and PDF, CSV, manifest and zip of each bundle whose members all built."""
-    for done, item in enumerate(bundles, 1):
+    """Merged DOCX and PDF, CSV, manifest and zip of each bundle whose members all built.
+
+    Units are independent and merging is CPU-bound Python, so they are written on every core.
+    """
+    ready = []
+    for item in bundles:
         summary_pdf = converted.get(summaries[item.folder])
         members_ready = all(job.pdf.is_file() and job.docx.is_file() for job in item.members)
         if not members_ready or not isinstance(summary_pdf, Path):
             reason = "本单位有项目未能生成" if not members_ready else f"汇总表未能转换（{summary_pdf}）"
             report.failures.append(f"{item.folder}: {reason}，报送包未更新")
             continue
-        _write_bundle(item, summaries[item.folder], summary_pdf, out)
-        state.record(item.key(out), item.fingerprint, item.outputs)
-        progress("打包", done, len(bundles))
+        ready.append((item, summary_pdf))
+    workers = max(1, min(options.jobs or os.cpu_count() or 1, len(ready)))
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InProcess() as pool:
+        futures = [pool.submit(_write_bundle, item, summaries[item.folder], pdf, out) for item, pdf in ready]
+        for done, ((item, _), future) in enumerate(zip(ready, futures, strict=True), 1):
+            future.result()  # an OutputError (disk full, …) stops the build like any other
+            state.record(item.key(out), item.fingerprint, item.outputs)
+            progress("打包", done, len(ready))
 
 
 def _write_bundle(item: Bundle, summary_docx: Path, summary_pdf: Path, out: Path) -> None:
@@ -443,7 +452,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
             publish(rendered, pdfs, state, out)
             report.rebuilt = len(pdfs)
             state.save()
-            write_bundles(stale_bundles, summaries, converted, state, out, report, progress)
+            write_bundles(stale_bundles, summaries, converted, state, out, options, report, progress)
         report.bundles = [b.archive for b in bundles if b.archive.is_file()]
         state.save()
     report.seconds = time.monotonic() - started
