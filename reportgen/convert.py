@@ -32,6 +32,7 @@ SC_FONT_FAMILIES = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Source Han Serif S
 LIBREOFFICE_PACKAGE = "libreoffice-writer-nogui"
 FONT_PACKAGE = "fonts-noto-cjk"
 _POLL_SECONDS = 0.05
+MAX_DOCS_PER_CALL = 200
 
 Outcome = Path | str  # the PDF, or why there is none
 ProgressCallback = Callable[[int, int], None]
@@ -181,10 +182,12 @@ class _Worker:
 
 
 def _distinct_names(batch: list[Path]) -> list[list[Path]]:
-    """Split a batch so that no two documents of a part share a file name (one --outdir)."""
+    """Split a batch so that no two documents of a part share a file name (one --outdir), and no
+    part is longer than LibreOffice reads: 7.4 silently skips the documents after about the
+    247th on one command line and still exits 0."""
     parts: list[list[Path]] = []
     for doc in batch:
-        part = next((p for p in parts if all(d.stem != doc.stem for d in p)), None)
+        part = next((p for p in parts if len(p) < MAX_DOCS_PER_CALL and all(d.stem != doc.stem for d in p)), None)
         if part is None:
             parts.append([doc])
         else:

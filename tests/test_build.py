@@ -192,3 +192,13 @@ def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) 
     assert _processes_named(marker) == []
     assert [p.name for p in (tmp_path / "out").rglob("*.docx")] == ["测试项目.docx"]
     assert list((tmp_path / "out").rglob("*.part")) == []
+
+
+def test_long_batches_are_split_below_libreoffices_limit() -> None:
+    from reportgen.convert import MAX_DOCS_PER_CALL, _distinct_names
+
+    batch = [Path(f"/staging/{i:05d}/项目{i % 300}.docx") for i in range(600)]
+    parts = _distinct_names(batch)
+    assert all(len(part) <= MAX_DOCS_PER_CALL <= 200 for part in parts)
+    assert sorted(doc for part in parts for doc in part) == sorted(batch)
+    assert all(len({doc.stem for doc in part}) == len(part) for part in parts)  # one --outdir each
