@@ -313,7 +313,7 @@ def summary_row(job: Job) -> SummaryRow:
     return SummaryRow(project.name, yuan(base), yuan(executed), rate, total, result.grade, warnings)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class Bundle:
     """One unit and year: its members, and what its merged outputs depend on."""
 
@@ -375,7 +375,7 @@ def render_summaries(bundles: list[Bundle], staging: Path) -> dict[Path, Path]:
 def write_bundles(
     bundles: list[Bundle], summaries: dict[Path, Path], converted: dict[Path, Path | str],
     state: State, out: Path, options: Options, report: Report, progress: Progress,
-) -> None:
+) -> list[Bundle]:
     """Merged DOCX and PDF, CSV, manifest and zip of each bundle whose members all built.
 
     Units are independent and merging is CPU-bound Python, so they are written on every core.
@@ -396,6 +396,7 @@ def write_bundles(
             future.result()  # an OutputError (disk full, …) stops the build like any other
             state.record(item.key(out), item.fingerprint, item.outputs)
             progress("打包", done, len(ready))
+    return [item for item, _ in ready]
 
 
 def _write_bundle(item: Bundle, summary_docx: Path, summary_pdf: Path, out: Path) -> None:
@@ -452,8 +453,9 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
             publish(rendered, pdfs, state, out)
             report.rebuilt = len(pdfs)
             state.save()
-            write_bundles(stale_bundles, summaries, converted, state, out, options, report, progress)
-        report.bundles = [b.archive for b in bundles if b.archive.is_file()]
+            written = write_bundles(stale_bundles, summaries, converted, state, out, options, report, progress)
+        # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
+        report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
         state.save()
     report.seconds = time.monotonic() - started
     return report
