@@ -42,7 +42,7 @@ from reportgen.convert import font_environment
 from reportgen.validate import check_paths
 
 ROOT = Path(__file__).resolve().parent.parent
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.05
 # LibreOffice 7.4 silently ignores the documents after about the 247th on one command line
 # (exit status 0); the floor therefore hands each worker its list in calls of at most this many.
 MAX_DOCS_PER_CALL = 200
@@ -61,30 +61,67 @@ GOAL_PEAK_SIZE = 500
 
 @dataclass
 class BuildRun:
-    """One ``reportgen build``: wall clock, peak RSS of the python process, stage ends."""
+    """One ``reportgen build``: wall clock, peak memory, stage ends."""
 
     seconds: float
-    peak_mb: float
+    peak_mb: float  # VmHWM of the main python process
+    tree_peak_mb: float  # highest sampled sum of PSS over the python processes (main + workers)
     stages: dict[str, float] = field(default_factory=dict)  # stage → seconds since start
     summary: str = ""
 
 
-def _vm_hwm_kb(pid: int) -> int | None:
+def _status_kb(pid: int, path: str, key: str) -> int | None:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/{path}", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1])
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         pass
     return None
 
 
+def _parents() -> dict[int, int]:
+    """pid → parent pid of every process (this kernel has no /proc/<pid>/task/*/children)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    parents[int(entry)] = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return parents
+
+
+def _python_tree(root: int) -> list[int]:
+    """``root`` and its descendants that run python (its worker pools), not LibreOffice."""
+    parents, tree, found = _parents(), {root}, True
+    while found:
+        found = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                found = True
+    pythons = []
+    for pid in tree:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            continue
+        if pid == root or comm.startswith("python"):
+            pythons.append(pid)
+    return pythons
+
+
 def _watch_memory(process: subprocess.Popen, peak: list[int]) -> None:
+    """peak[0]: VmHWM of the main process; peak[1]: highest PSS sum over its python tree (kB)."""
     while process.poll() is None:
-        value = _vm_hwm_kb(process.pid)
+        value = _status_kb(process.pid, "status", "VmHWM:")
         if value is not None:
             peak[0] = max(peak[0], value)
+        pss = [_status_kb(pid, "smaps_rollup", "Pss:") for pid in _python_tree(process.pid)]
+        peak[1] = max(peak[1], sum(kb for kb in pss if kb))
         time.sleep(POLL_SECONDS)
 
 
@@ -102,7 +139,7 @@ def run_build(data: Path, out: Path) -> BuildRun:
     command = [sys.executable, "-m", "reportgen", "build", str(data), "-o", str(out)]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak, stages, errors, output = [0], {}, [], []
+    peak, stages, errors, output = [0, 0], {}, [], []
     threads = [
         threading.Thread(target=_watch_memory, args=(process, peak)),
         threading.Thread(target=_read_stages, args=(process.stderr, started, stages, errors)),
@@ -117,7 +154,7 @@ def run_build(data: Path, out: Path) -> BuildRun:
     if process.returncode != 0:
         tail = "\n".join([*output, *errors][-20:])
         raise SystemExit(f"reportgen build failed (exit {process.returncode}):\n{tail}")
-    return BuildRun(seconds, peak[0] / 1024, stages, output[-1] if output else "")
+    return BuildRun(seconds, peak[0] / 1024, peak[1] / 1024, stages, output[-1] if output else "")
 
 
 def render_all(data: Path, folder: Path) -> tuple[list[Path], float]:
@@ -261,6 +298,15 @@ class SizeResult:
     def peak_mb(self) -> float:
         return max(run.peak_mb for run in self.cold)
 
+    @property
+    def tree_peak_mb(self) -> float:
+        return max(run.tree_peak_mb for run in self.cold)
+
+    @property
+    def memory_mb(self) -> float:
+        """What the goal is held to: the larger of the two measures."""
+        return max(self.peak_mb, self.tree_peak_mb)
+
     def summary(self) -> dict:
         return {
             "n": self.n, "repeats": self.repeats, "units": self.units,
@@ -268,7 +314,7 @@ class SizeResult:
             "c_naive_s": self.c, "c_render_s": self.render_seconds, "c_convert_s": self.c_convert,
             "c_extrapolated": any(run.measured < self.n for run in self.naive),
             "d_floor_s": self.d, "c_over_a": self.c / self.a, "a_over_d": self.a / self.d,
-            "peak_rss_mb": self.peak_mb,
+            "peak_rss_main_mb": self.peak_mb, "peak_pss_tree_mb": self.tree_peak_mb,
             "runs": {
                 "cold": [asdict(run) for run in self.cold], "noop": [asdict(run) for run in self.noop],
                 "naive": [asdict(run) for run in self.naive], "floor": [asdict(run) for run in self.floor],
@@ -292,7 +338,8 @@ def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, l
         out = scratch / f"out-{repeat}"
         cold = run_build(data, out)
         result.cold.append(cold)
-        log(f"  run {repeat}: (a) cold build {cold.seconds:.1f} s, peak {cold.peak_mb:.0f} MB")
+        log(f"  run {repeat}: (a) cold build {cold.seconds:.1f} s, "
+            f"peak {cold.peak_mb:.0f} MB main / {cold.tree_peak_mb:.0f} MB all python")
         noop = run_build(data, out)
         result.noop.append(noop)
         log(f"  run {repeat}: (b) no-op build {noop.seconds:.2f} s — {noop.summary}")
@@ -339,9 +386,12 @@ def table(result: SizeResult) -> str:
          _runs([run.seconds for run in result.floor]), f"{result.floor[0].calls} soffice calls in all"),
         ("c/a", f"{c_over_a:8.2f}", "", f"≥ {GOAL_NAIVE_RATIO:g}: {_verdict(c_over_a >= GOAL_NAIVE_RATIO)}"),
         ("a/d", f"{a_over_d:8.2f}", "", f"≤ {GOAL_FLOOR_RATIO:g}: {_verdict(a_over_d <= GOAL_FLOOR_RATIO)}"),
-        ("peak RSS of reportgen (a)", f"{result.peak_mb:8.0f} MB", _runs([r.peak_mb for r in result.cold], 0),
-         f"≤ {GOAL_PEAK_MB:g} MB at N={GOAL_PEAK_SIZE}: "
-         + (_verdict(result.peak_mb <= GOAL_PEAK_MB) if n == GOAL_PEAK_SIZE else "n/a at this N")),
+        ("(a) peak RSS, main process (VmHWM)", f"{result.peak_mb:8.0f} MB",
+         _runs([r.peak_mb for r in result.cold], 0), ""),
+        ("(a) peak PSS, all its python processes", f"{result.tree_peak_mb:8.0f} MB",
+         _runs([r.tree_peak_mb for r in result.cold], 0),
+         f"≤ {GOAL_PEAK_MB:g} MB at N={GOAL_PEAK_SIZE} (larger of the two): "
+         + (_verdict(result.memory_mb <= GOAL_PEAK_MB) if n == GOAL_PEAK_SIZE else "n/a at this N")),
     ]
     title = f"N = {n} projects, {result.units} units; {result.repeats} run(s), medians; {workers} CPUs"
     lines = [title, f"{'':38}{'median':>11}  {'runs':<22}goal / note"]
