@@ -211,7 +211,8 @@ def render_jobs(
     """Each stale form's DOCX, rendered on every core (docxtpl is CPU-bound Python)."""
     targets = []
     for index, job in enumerate(jobs, 1):
-        target = staging / f"{index:05d}" / f"{job.stem}.docx"
+        # Unique staged names: one LibreOffice call takes one --outdir, so equal names would split it.
+        target = staging / f"{index:05d}" / f"{index:05d}-{job.stem}.docx"
         target.parent.mkdir()
         targets.append(target)
     workers = max(1, min(options.jobs or os.cpu_count() or 1, len(jobs)))
@@ -365,7 +366,7 @@ def render_summaries(bundles: list[Bundle], staging: Path) -> dict[Path, Path]:
     """Each stale bundle's 汇总表 DOCX, rendered now so that it converts with the forms."""
     summaries = {}
     for index, item in enumerate(bundles):
-        summary = staging / f"summary-{index:05d}" / "汇总表.docx"
+        summary = staging / f"summary-{index:05d}" / f"汇总表-{index:05d}.docx"
         summary.parent.mkdir()
         bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], summary, item.when)
         summaries[item.folder] = summary

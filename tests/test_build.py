@@ -151,7 +151,7 @@ def test_hung_soffice_times_out_and_leaves_no_process(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert not report.ok
     assert report.failures == [
-        f"{project}: LibreOffice 转换超时（2 秒内没有完成）：测试项目.docx",
+        f"{project}: LibreOffice 转换超时（2 秒内没有完成）：00001-测试项目.docx",
         f"{tmp_path}/out/2022/测试单位: 本单位有项目未能生成，报送包未更新",
     ]
     assert elapsed < 15  # two attempts of 2 seconds each, and the rest of the build
@@ -187,7 +187,7 @@ def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) 
     project.parent.mkdir()
     project.write_text(BASE_PROJECT, encoding="utf-8")
     report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=30, jobs=1))
-    assert report.failures[0] == f"{project}: LibreOffice 未能转换 测试项目.docx：退出码 -9"
+    assert report.failures[0] == f"{project}: LibreOffice 未能转换 00001-测试项目.docx：退出码 -9"
     assert (tmp_path / "calls").read_text(encoding="utf-8").count(marker) == 2  # the batch, then one retry
     assert _processes_named(marker) == []
     assert [p.name for p in (tmp_path / "out").rglob("*.docx")] == ["测试项目.docx"]
