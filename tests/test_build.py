@@ -135,6 +135,13 @@ def _fake_soffice(folder: Path, body: str) -> Path:
     return fake
 
 
+def _one_project(tmp_path: Path) -> Path:
+    project = tmp_path / "data" / "p.yaml"
+    project.parent.mkdir()
+    project.write_text(BASE_PROJECT, encoding="utf-8")
+    return project
+
+
 def _processes_named(marker: str) -> list[str]:
     listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in listing.splitlines() if marker in line and "ps -eo" not in line]
@@ -143,9 +150,7 @@ def _processes_named(marker: str) -> list[str]:
 def test_hung_soffice_times_out_and_leaves_no_process(tmp_path: Path) -> None:
     marker = f"reportgen-hang-{os.getpid()}"
     fake = _fake_soffice(tmp_path, f"exec -a {marker} sleep 600")
-    project = tmp_path / "data" / "p.yaml"
-    project.parent.mkdir()
-    project.write_text(BASE_PROJECT, encoding="utf-8")
+    project = _one_project(tmp_path)
     started = time.monotonic()
     report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=2))
     elapsed = time.monotonic() - started
@@ -183,9 +188,7 @@ def test_pdfa_build_marks_each_form_as_pdfa_2b(tmp_path: Path) -> None:
 def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) -> None:
     marker = f"reportgen-crash-{os.getpid()}"
     fake = _fake_soffice(tmp_path, f'echo "{marker}" >> "{tmp_path}/calls"; kill -9 $$')
-    project = tmp_path / "data" / "p.yaml"
-    project.parent.mkdir()
-    project.write_text(BASE_PROJECT, encoding="utf-8")
+    project = _one_project(tmp_path)
     report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=30, jobs=1))
     assert report.failures[0] == f"{project}: LibreOffice 未能转换 00001-测试项目.docx：退出码 -9"
     assert (tmp_path / "calls").read_text(encoding="utf-8").count(marker) == 2  # the batch, then one retry
