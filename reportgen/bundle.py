@@ -52,7 +52,7 @@ class SummaryRow:
 
 
 SUMMARY_HEADERS = ("项目名称", "预算数（元）", "执行数（元）", "执行率", "总分", "等次", "警告数")
-SUMMARY_WIDTHS_CM = (5.4, 2.9, 2.9, 1.8, 1.4, 1.2, 1.4)
+SUMMARY_WIDTHS_CM = (5.0, 2.9, 2.9, 2.1, 1.4, 1.2, 1.5)
 
 
 # --- names and atomic writes ----------------------------------------------------------------
@@ -232,6 +232,7 @@ def write_summary_docx(title: str, rows: list[SummaryRow], target: Path, when: d
         for cell, value in zip(table.add_row().cells, values, strict=True):
             _east_asian(cell.paragraphs[0].add_run(value), "宋体")
     for column, width in zip(table.columns, SUMMARY_WIDTHS_CM, strict=True):
+        column.width = Cm(width)  # the grid: LibreOffice lays columns out from it, not from cells
         for cell in column.cells:
             cell.width = Cm(width)
     with atomic_path(target) as temporary:
