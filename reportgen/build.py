@@ -8,21 +8,22 @@ re-rendered nor re-converted; a bundle is re-merged only when a member changed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, bundle, convert, render, view
+from . import __version__, bundle, convert, view
 from .bundle import SummaryRow
 from .errors import OutputError, Problem, ReportgenError, display_path
 from .score import column_total
@@ -163,17 +164,36 @@ class State:
         if not entry or entry.get("fingerprint") != fingerprint:
             return False
         recorded = entry.get("outputs", {})
-        return all(p.is_file() and recorded.get(p.name) == bundle.sha256_of(p) for p in outputs)
+        return all(_unchanged(path, recorded.get(path.name)) for path in outputs)
 
     def record(self, key: str, fingerprint: str, outputs: list[Path]) -> None:
-        self.entries[key] = {"fingerprint": fingerprint, "outputs": {p.name: bundle.sha256_of(p) for p in outputs}}
+        self.entries[key] = {"fingerprint": fingerprint, "outputs": {p.name: _file_record(p) for p in outputs}}
 
     def save(self) -> None:
         data = json.dumps(self.entries, ensure_ascii=False, indent=1, sort_keys=True)
         bundle.write_bytes(self.path, data.encode("utf-8"))
 
 
-@contextmanager
+def _file_record(path: Path) -> dict:
+    stat = path.stat()
+    return {"sha256": bundle.sha256_of(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _unchanged(path: Path, recorded: dict | None) -> bool:
+    """Whether an output is still what the build wrote. Like git's index, an unchanged size and
+    modification time vouch for the content; otherwise its checksum decides."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    if (stat.st_size, stat.st_mtime_ns) == (recorded.get("size"), recorded.get("mtime_ns")):
+        return True
+    return bundle.sha256_of(path) == recorded.get("sha256")
+
+
+@contextlib.contextmanager
 def build_lock(out: Path) -> Iterator[None]:
     """One build per output folder at a time: a second one fails at once, clearly."""
     try:
@@ -200,93 +220,34 @@ def _key(job: Job, out: Path) -> str:
     return str(job.docx.relative_to(out))
 
 
-def _render_one(template: Path, context: dict, target: Path, when: datetime.datetime) -> None:
-    render.render_docx(template, context, target)
-    bundle.normalize_docx(target, when)
+def render_jobs(jobs: list[Job], staging: Path, report: Report, progress: Progress) -> list[tuple[Job, Path]]:
+    """Each stale form's DOCX. A template is compiled once and each form takes milliseconds, so
+    this runs in-process: worker processes would cost more to start and feed than they save."""
+    from . import render  # docxtpl and Jinja: loaded only when there is something to render
 
-
-def render_jobs(
-    jobs: list[Job], staging: Path, options: Options, report: Report, progress: Progress
-) -> list[tuple[Job, Path]]:
-    """Each stale form's DOCX, rendered on every core (docxtpl is CPU-bound Python)."""
-    targets = []
+    rendered = []
     for index, job in enumerate(jobs, 1):
         # Unique staged names: one LibreOffice call takes one --outdir, so equal names would split it.
         target = staging / f"{index:05d}" / f"{index:05d}-{job.stem}.docx"
-        target.parent.mkdir()
-        targets.append(target)
-    workers = max(1, min(options.jobs or os.cpu_count() or 1, len(jobs)))
-    rendered = []
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InProcess() as pool:
-        futures = []
-        for job, target in zip(jobs, targets, strict=True):
-            checked = job.checked
-            assert checked.project and checked.region and checked.result
+        checked = job.checked
+        assert checked.project and checked.region and checked.result
+        try:
             context = view.context(checked.project, checked.region, checked.result)
-            futures.append(pool.submit(_render_one, checked.region.template, context, target, job.when))
-        for done, (job, target, future) in enumerate(zip(jobs, targets, futures, strict=True), 1):
-            try:
-                future.result()
-                rendered.append((job, target))
-            except ReportgenError as exc:
-                report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
-            progress("生成 Word", done, len(jobs))
+            render.render_docx(checked.region.template, context, target, job.when)
+            rendered.append((job, target))
+        except ReportgenError as exc:
+            report.failures.append(f"{display_path(checked.source.path)}: {exc}")
+        progress("生成 Word", index, len(jobs))
     return rendered
 
 
-class _InProcess:
-    """The executor interface, run inline: one form needs no worker processes."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    def submit(self, function: Callable, *args: object) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(function(*args))
-        except Exception as exc:  # handed to the caller through the future, as a pool would
-            future.set_exception(exc)
-        return future
-
-
-def convert_jobs(
-    rendered: list[tuple[Job, Path]], extra: list[Path], options: Options, report: Report, progress: Progress
-) -> tuple[dict[Path, Path], dict[Path, Path | str]]:
-    """PDFs for the rendered forms and the extra documents, in one pool; a failure fails its project."""
-    documents = [docx for _, docx in rendered] + extra
-    if not documents:
-        return {}, {}
-    try:
-        results = convert.convert_many(
-            documents, soffice=options.soffice, jobs=options.jobs, timeout=options.timeout,
-            pdfa=options.pdfa, progress=lambda done, total: progress("转换 PDF", done, total),
-        )
-    except ReportgenError as exc:
-        report.failures.extend(f"{display_path(job.checked.source.path)}: {exc}" for job, _ in rendered)
-        return {}, {doc: str(exc) for doc in extra}
-    pdfs = {}
-    for job, docx in rendered:
-        outcome = results.get(docx)
-        if isinstance(outcome, Path):
-            if not options.pdfa:  # rewriting would break PDF/A's matching XMP metadata
-                bundle.normalize_pdf(outcome, job.checked.project.name, job.when)
-            pdfs[docx] = outcome
-        else:
-            report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
-    return pdfs, {doc: results.get(doc, "PDF 转换失败") for doc in extra}
-
-
-def publish(rendered: list[tuple[Job, Path]], pdfs: dict[Path, Path], state: State, out: Path) -> None:
-    """Move finished files into place. The DOCX is kept even when its PDF failed."""
-    for job, docx in rendered:
-        job.folder.mkdir(parents=True, exist_ok=True)
-        _move(docx, job.docx)
-        if docx in pdfs:
-            _move(pdfs[docx], job.pdf)
-            state.record(_key(job, out), job.fingerprint, job.outputs)
+def publish(job: Job, docx: Path, pdf: Path | None, state: State, out: Path) -> None:
+    """Move a project's finished files into place. The DOCX is kept even when its PDF failed."""
+    job.folder.mkdir(parents=True, exist_ok=True)
+    _move(docx, job.docx)
+    if pdf is not None:
+        _move(pdf, job.pdf)
+        state.record(_key(job, out), job.fingerprint, job.outputs)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -373,38 +334,129 @@ def render_summaries(bundles: list[Bundle], staging: Path) -> dict[Path, Path]:
     return summaries
 
 
-def write_bundles(
-    bundles: list[Bundle], summaries: dict[Path, Path], converted: dict[Path, Path | str],
-    state: State, out: Path, options: Options, report: Report, progress: Progress,
+class _Assembly:
+    """Publishes each project as its PDF arrives and writes each bundle once its last part is in."""
+
+    def __init__(self, rendered: list[tuple[Job, Path]], bundles: list[Bundle], summaries: dict[Path, Path],
+                 context: tuple[State, Path, Options, Report, Progress]) -> None:
+        self.state, self.out, self.options, self.report, self.progress = context
+        self.staged = {docx: job for job, docx in rendered}
+        staged_of = {id(job): docx for job, docx in rendered}
+        self.summaries = summaries
+        # Each bundle's documents still to be converted: its summary and its stale members.
+        self.waiting: dict[Path, list[Path]] = {}
+        self.bundle_of: dict[Path, Bundle] = {}
+        self.by_folder = {item.folder: item for item in bundles}
+        self.member_docx: dict[Path, list[Path]] = {}
+        for item in bundles:
+            staged = [staged_of[id(job)] for job in item.members if id(job) in staged_of]
+            self.waiting[item.folder] = [summaries[item.folder], *staged]
+            self.member_docx[item.folder] = [staged_of.get(id(job), job.docx) for job in item.members]
+            for doc in self.waiting[item.folder]:
+                self.bundle_of[doc] = item
+        self.merged: dict[Path, Path] = {}
+        self.outcomes: dict[Path, convert.Outcome] = {}
+        self.written: list[Bundle] = []
+        self.total = len(bundles)
+
+    def groups(self) -> list[list[Path]]:
+        """A bundle's documents stay together on one worker, so bundles complete one by one while
+        LibreOffice works instead of all at its very end."""
+        grouped = [list(docs) for docs in self.waiting.values()]
+        return grouped + [[docx] for docx in self.staged if docx not in self.bundle_of]
+
+    def compose(self, staging: Path) -> None:
+        """The merged DOCX needs no PDF: made while LibreOffice converts."""
+        for index, (folder, members) in enumerate(self.member_docx.items()):
+            if all(part.is_file() for part in members):
+                target = staging / f"merged-{index:05d}.docx"
+                bundle.merge_docx([self.summaries[folder], *members], target, self.by_folder[folder].when)
+                self.merged[folder] = target
+
+    def arrive(self, doc: Path, outcome: convert.Outcome) -> None:
+        self.outcomes[doc] = outcome
+        job = self.staged.get(doc)
+        if job is not None:
+            self._publish(job, doc, outcome)
+        item = self.bundle_of.get(doc)
+        if item is not None:
+            self.waiting[item.folder].remove(doc)
+            if not self.waiting[item.folder]:
+                self._write(item)
+
+    def _publish(self, job: Job, doc: Path, outcome: convert.Outcome) -> None:
+        project = job.checked.project
+        assert project is not None
+        pdf = outcome if isinstance(outcome, Path) else None
+        if pdf is None:
+            self.report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
+        elif not self.options.pdfa:  # rewriting would break PDF/A's matching XMP metadata
+            bundle.normalize_pdf(pdf, project.name, job.when)
+        publish(job, doc, pdf, self.state, self.out)
+        self.report.rebuilt += pdf is not None
+
+    def _write(self, item: Bundle) -> None:
+        summary_pdf, merged = self.outcomes[self.summaries[item.folder]], self.merged.get(item.folder)
+        if merged is None or not all(job.pdf.is_file() and job.docx.is_file() for job in item.members):
+            self._fail(item, "本单位有项目未能生成")
+        elif not isinstance(summary_pdf, Path):
+            self._fail(item, f"汇总表未能转换（{summary_pdf}）")
+        else:
+            _write_bundle(item, merged, summary_pdf, self.out)
+            self.state.record(item.key(self.out), item.fingerprint, item.outputs)
+            self.written.append(item)
+            self.progress("打包", len(self.written), self.total)
+
+    def fail_rest(self, why: str) -> None:
+        """LibreOffice could not run at all: every DOCX is still published, without a PDF."""
+        for doc in [*self.staged, *self.bundle_of]:
+            if doc not in self.outcomes:
+                self.arrive(doc, why)
+
+    def _fail(self, item: Bundle, reason: str) -> None:
+        self.report.failures.append(f"{item.folder}: {reason}，报送包未更新")
+
+
+def convert_and_bundle(
+    rendered: list[tuple[Job, Path]], bundles: list[Bundle], summaries: dict[Path, Path], staging: Path,
+    context: tuple[State, Path, Options, Report, Progress],
 ) -> list[Bundle]:
-    """Merged DOCX and PDF, CSV, manifest and zip of each bundle whose members all built.
+    """Convert the staged forms and summaries; publish and bundle while LibreOffice works.
 
-    Units are independent and merging is CPU-bound Python, so they are written on every core.
+    The main thread composes merged DOCX, normalizes PDFs and writes bundles as results come
+    in, so that little is left to do when the last PDF appears.
     """
-    ready = []
-    for item in bundles:
-        summary_pdf = converted.get(summaries[item.folder])
-        members_ready = all(job.pdf.is_file() and job.docx.is_file() for job in item.members)
-        if not members_ready or not isinstance(summary_pdf, Path):
-            reason = "本单位有项目未能生成" if not members_ready else f"汇总表未能转换（{summary_pdf}）"
-            report.failures.append(f"{item.folder}: {reason}，报送包未更新")
-            continue
-        ready.append((item, summary_pdf))
-    workers = max(1, min(options.jobs or os.cpu_count() or 1, len(ready)))
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InProcess() as pool:
-        futures = [pool.submit(_write_bundle, item, summaries[item.folder], pdf, out) for item, pdf in ready]
-        for done, ((item, _), future) in enumerate(zip(ready, futures, strict=True), 1):
-            future.result()  # an OutputError (disk full, …) stops the build like any other
-            state.record(item.key(out), item.fingerprint, item.outputs)
-            progress("打包", done, len(ready))
-    return [item for item, _ in ready]
+    options, progress = context[2], context[4]
+    assembly = _Assembly(rendered, bundles, summaries, context)
+    arrivals: queue.Queue[tuple[Path, convert.Outcome]] = queue.Queue()
+    pool = convert.Pool(options.soffice, options.jobs, options.timeout, options.pdfa)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert") as runner:
+        conversion = runner.submit(
+            pool.convert, assembly.groups(), lambda doc, outcome: arrivals.put((doc, outcome)),
+            lambda done, total: progress("转换 PDF", done, total),
+        )
+        try:
+            assembly.compose(staging)
+            while not (conversion.done() and arrivals.empty()):
+                with contextlib.suppress(queue.Empty):
+                    assembly.arrive(*arrivals.get(timeout=_POLL_SECONDS))
+            conversion.result()
+        except convert.ConvertError as exc:  # no LibreOffice or no CJK font: nothing converted
+            assembly.fail_rest(str(exc))
+        except BaseException:
+            pool.cancel()  # Ctrl-C, or an error of ours: no LibreOffice outlives the build
+            raise
+    return assembly.written
 
 
-def _write_bundle(item: Bundle, summary_docx: Path, summary_pdf: Path, out: Path) -> None:
+_POLL_SECONDS = 0.05
+
+
+def _write_bundle(item: Bundle, merged_docx: Path, summary_pdf: Path, out: Path) -> None:
     folder, members, when = item.folder, item.members, item.when
     docx_name, pdf_name, csv_name, manifest_name = Bundle.NAMES
     _remove_strays(folder, {f"{j.stem}{s}" for j in members for s in (".docx", ".pdf")} | set(Bundle.NAMES))
-    bundle.merge_docx([summary_docx, *(j.docx for j in members)], folder / docx_name, when)
+    _move(merged_docx, folder / docx_name)
     parts = [("汇总表", summary_pdf), *((j.checked.project.name, j.pdf) for j in members)]
     bundle.merge_pdfs(parts, folder / pdf_name, item.title, when)
     bundle.write_summary_csv([summary_row(j) for j in members], folder / csv_name)
@@ -447,16 +499,15 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         report.skipped = len(jobs) - len(stale)
         bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
         stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
-        with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
-            rendered = render_jobs(stale, Path(staging), options, report, progress)
-            summaries = render_summaries(stale_bundles, Path(staging))
-            pdfs, converted = convert_jobs(rendered, list(summaries.values()), options, report, progress)
-            publish(rendered, pdfs, state, out)
-            report.rebuilt = len(pdfs)
-            state.save()
-            written = write_bundles(stale_bundles, summaries, converted, state, out, options, report, progress)
+        try:
+            with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
+                rendered = render_jobs(stale, Path(staging), report, progress)
+                summaries = render_summaries(stale_bundles, Path(staging))
+                context = (state, out, options, report, progress)
+                written = convert_and_bundle(rendered, stale_bundles, summaries, Path(staging), context)
+        finally:
+            state.save()  # what was published is recorded, also when the build stops early
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
-        state.save()
     report.seconds = time.monotonic() - started
     return report

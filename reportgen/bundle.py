@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import functools
 import hashlib
 import io
 import json
@@ -21,16 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from docx import Document as new_docx
-from docx.enum.section import WD_ORIENT
-from docx.enum.text import WD_BREAK
-from docx.oxml.ns import qn
-from docx.shared import Cm, Pt
-from docxcompose.composer import Composer
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, ByteStringObject
-
 from .errors import OutputError
+
+# python-docx, docxcompose and pypdf are imported where they are used: a build with nothing to
+# redo needs this module's names and checksums only, and should not pay for loading them.
 
 ZIP_EPOCH = datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)  # the earliest a zip can store
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
@@ -136,19 +131,26 @@ def normalize_docx(path: Path, when: datetime.datetime) -> None:
 _PLACEHOLDER_ID = b"\x00" * 16
 
 
-class _ReproduciblePdfWriter(PdfWriter):
-    """pypdf draws random file IDs; ours is a placeholder, replaced by a hash of the content."""
+@functools.cache
+def _reproducible_writer() -> type:
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, ByteStringObject
 
-    def generate_file_identifiers(self) -> None:
-        identifier = ByteStringObject(_PLACEHOLDER_ID)
-        self._ID = ArrayObject((identifier, identifier))
+    class ReproduciblePdfWriter(PdfWriter):
+        """pypdf draws random file IDs; ours is a placeholder, replaced by a hash of the content."""
+
+        def generate_file_identifiers(self) -> None:
+            identifier = ByteStringObject(_PLACEHOLDER_ID)
+            self._ID = ArrayObject((identifier, identifier))
+
+    return ReproduciblePdfWriter
 
 
 def _pdf_date(when: datetime.datetime) -> str:
     return when.strftime("D:%Y%m%d%H%M%S+00'00'")
 
 
-def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: datetime.datetime) -> None:
+def _write_pdf(writer, target: Path, title: str, when: datetime.datetime) -> None:
     """Write with fixed dates and an ID derived from the bytes: same content, same file."""
     writer.metadata = None
     writer.add_metadata(
@@ -171,13 +173,17 @@ def _write_pdf(writer: _ReproduciblePdfWriter, target: Path, title: str, when: d
 
 def normalize_pdf(path: Path, title: str, when: datetime.datetime) -> None:
     """Replace LibreOffice's clock dates and random ID with reproducible ones."""
-    writer = _ReproduciblePdfWriter(clone_from=PdfReader(io.BytesIO(path.read_bytes())))
+    from pypdf import PdfReader
+
+    writer = _reproducible_writer()(clone_from=PdfReader(io.BytesIO(path.read_bytes())))
     _write_pdf(writer, path, title, when)
 
 
 def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: datetime.datetime) -> None:
     """One PDF of all parts in order, with one top-level bookmark per part."""
-    writer = _ReproduciblePdfWriter()
+    from pypdf import PdfReader
+
+    writer = _reproducible_writer()()
     for bookmark, path in parts:
         writer.append(PdfReader(io.BytesIO(path.read_bytes())), outline_item=bookmark, import_outline=False)
     _write_pdf(writer, target, title, when)
@@ -185,6 +191,10 @@ def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: da
 
 def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:
     """One DOCX of all parts in order, each starting on a new page (docxcompose)."""
+    from docx import Document as new_docx
+    from docx.enum.text import WD_BREAK
+    from docxcompose.composer import Composer
+
     master = new_docx(str(parts[0]))
     composer = Composer(master)
     for part in parts[1:]:
@@ -199,6 +209,8 @@ def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None
 
 
 def _east_asian(run, font: str) -> None:
+    from docx.oxml.ns import qn
+
     run.font.name = "Times New Roman"
     properties = run._element.get_or_add_rPr()
     fonts = properties.find(qn("w:rFonts"))
@@ -212,6 +224,10 @@ def _east_asian(run, font: str) -> None:
 
 def write_summary_docx(title: str, rows: list[SummaryRow], target: Path, when: datetime.datetime) -> None:
     """The 汇总表 page that opens a unit's merged documents."""
+    from docx import Document as new_docx
+    from docx.enum.section import WD_ORIENT
+    from docx.shared import Cm, Pt
+
     document = new_docx()
     section = document.sections[0]
     section.orientation = WD_ORIENT.PORTRAIT

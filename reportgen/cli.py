@@ -24,7 +24,6 @@ from .errors import ReportgenError, UsageError
 from .progress import progress_printer
 from .reference import field_reference, starter_yaml
 from .regions import all_regions, find_region, suggest_region
-from .templates_check import check_templates
 from .validate import Checked, check_paths
 
 DEFAULT_DATA = Path("data")
@@ -183,6 +182,8 @@ def templates() -> None:
 @_friendly
 def templates_check() -> None:
     """检查每个地区模板中的标签都存在于模板上下文中（含嵌套路径）。"""
+    from .templates_check import check_templates  # loads docxtpl: only for this command
+
     problems = check_templates()
     for line in problems:
         click.echo(line)

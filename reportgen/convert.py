@@ -22,9 +22,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
-
 from .errors import ConvertError
 
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
@@ -69,6 +66,9 @@ def check_fonts() -> None:
 
 
 def _pdf_ok(path: Path) -> bool:
+    from pypdf import PdfReader  # here, not above: a build with nothing to convert never loads it
+    from pypdf.errors import PyPdfError
+
     try:
         return path.stat().st_size > 0 and len(PdfReader(path).pages) > 0
     except (OSError, PyPdfError, ValueError):
@@ -118,30 +118,41 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 class _Worker:
-    """One LibreOffice at a time with a private profile; converts a batch, retries once."""
+    """One LibreOffice at a time with a private profile; converts a batch, retries once.
 
-    def __init__(self, soffice: str, timeout: float, filter_name: str, processes: _Processes, done: Callable) -> None:
+    Each document's outcome is handed to ``deliver`` as soon as it is final, not when the batch
+    ends, so that the caller can bundle a unit while LibreOffice converts the next one.
+    """
+
+    def __init__(self, soffice: str, timeout: float, filter_name: str, processes: _Processes,
+                 deliver: Callable[[Path, Outcome], None]) -> None:
         self.soffice, self.timeout, self.filter_name = soffice, timeout, filter_name
-        self.processes, self.done = processes, done
+        self.processes, self.deliver = processes, deliver
 
-    def run(self, batch: list[Path]) -> dict[Path, Outcome]:
+    def run(self, batch: list[Path]) -> None:
         with tempfile.TemporaryDirectory(prefix="reportgen-lo-") as profile:
-            outcomes = self._attempt(batch, Path(profile))
-            retry = [doc for doc, outcome in outcomes.items() if not isinstance(outcome, Path)]
-            if retry:
-                outcomes.update(self._attempt(retry, Path(profile)))
-        return outcomes
+            failed = self._attempt(batch, Path(profile), final=False)
+            if failed:
+                self._attempt(list(failed), Path(profile), final=True)
 
-    def _attempt(self, batch: list[Path], profile: Path) -> dict[Path, Outcome]:
-        """One LibreOffice call per run of documents with distinct names (usually the batch)."""
-        outcomes: dict[Path, Outcome] = {}
+    def _attempt(self, batch: list[Path], profile: Path, final: bool) -> dict[Path, str]:
+        """One LibreOffice call per run of documents with distinct names (usually the batch).
+        Returns the documents that failed, with why; on the final attempt they are delivered."""
+        failed: dict[Path, str] = {}
         for chunk in _distinct_names(batch):
             with tempfile.TemporaryDirectory(prefix="reportgen-pdf-") as out_dir:
-                outcomes.update(self._convert(chunk, Path(out_dir), profile))
-        return outcomes
+                failed.update(self._convert(chunk, Path(out_dir), profile))
+        if final:
+            for doc, why in failed.items():
+                self.deliver(doc, why)
+        return failed
 
-    def _convert(self, docs: list[Path], out_dir: Path, profile: Path) -> dict[Path, Outcome]:
-        """Convert into ``out_dir`` (soffice takes one), then move each PDF beside its DOCX."""
+    def _convert(self, docs: list[Path], out_dir: Path, profile: Path) -> dict[Path, str]:
+        """Convert into ``out_dir`` (soffice takes one), moving each PDF beside its DOCX.
+
+        LibreOffice converts in command-line order, so a document's PDF is complete once the
+        next document's PDF exists; earlier ones are delivered then, the rest when it exits.
+        """
         for doc in docs:
             doc.with_suffix(".pdf").unlink(missing_ok=True)
         command = [
@@ -149,36 +160,43 @@ class _Worker:
             "--nologo", "--nodefault", "--nolockcheck", "--norestore",
             "--convert-to", self.filter_name, "--outdir", str(out_dir), *map(str, docs),
         ]
-        produced = {doc: out_dir / f"{doc.stem}.pdf" for doc in docs}
+        produced = [out_dir / f"{doc.stem}.pdf" for doc in docs]
         process = self.processes.start(command)
-        finished: set[Path] = set()
+        settled, newest = 0, -1  # docs[:settled] are dealt with; docs[newest] is the latest PDF seen
+        failed: dict[Path, str] = {}
         last_progress, hung = time.monotonic(), False
         try:
             while process.poll() is None:
                 time.sleep(_POLL_SECONDS)
-                ready = {d for d in docs if d not in finished and produced[d].exists()}
-                if ready:
-                    finished |= ready
-                    last_progress = time.monotonic()
-                    self.done(len(ready))
+                latest = max((i for i in range(newest + 1, len(docs)) if produced[i].exists()), default=newest)
+                if latest > newest:
+                    newest, last_progress = latest, time.monotonic()
+                    settled = self._settle(docs, produced, settled, newest, failed)
                 if time.monotonic() - last_progress > self.timeout:
                     hung = True
                     break
             errors = b"" if hung or process.stderr is None else process.stderr.read()
         finally:
             self.processes.end(process)
-        outcomes: dict[Path, Outcome] = {}
-        for doc in docs:
-            if _pdf_ok(produced[doc]):
-                if doc not in finished:
-                    self.done(1)
-                outcomes[doc] = Path(shutil.move(str(produced[doc]), str(doc.with_suffix(".pdf"))))
-            elif hung:
-                outcomes[doc] = f"LibreOffice 转换超时（{self.timeout:.0f} 秒内没有完成）：{doc.name}"
+        if hung:
+            why = "LibreOffice 转换超时（{:.0f} 秒内没有完成）：{}"
+            reasons = {doc: why.format(self.timeout, doc.name) for doc in docs}
+        else:
+            detail = errors.decode(errors="replace").strip().splitlines()[-1:] or [f"退出码 {process.returncode}"]
+            reasons = {doc: f"LibreOffice 未能转换 {doc.name}：{detail[0]}" for doc in docs}
+        self._settle(docs, produced, settled, len(docs), failed, reasons)
+        return failed
+
+    def _settle(self, docs: list[Path], produced: list[Path], start: int, end: int, failed: dict[Path, str],
+                reasons: dict[Path, str] | None = None) -> int:
+        """Deliver the finished PDFs of ``docs[start:end]``; note the others as failed."""
+        for index in range(start, end):
+            doc = docs[index]
+            if _pdf_ok(produced[index]):
+                self.deliver(doc, Path(shutil.move(str(produced[index]), str(doc.with_suffix(".pdf")))))
             else:
-                detail = errors.decode(errors="replace").strip().splitlines()[-1:] or [f"退出码 {process.returncode}"]
-                outcomes[doc] = f"LibreOffice 未能转换 {doc.name}：{detail[0]}"
-        return outcomes
+                failed[doc] = (reasons or {}).get(doc, f"LibreOffice 未能转换 {doc.name}")
+        return end
 
 
 def _distinct_names(batch: list[Path]) -> list[list[Path]]:
@@ -201,38 +219,79 @@ def _filter(pdfa: bool) -> str:
     return 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
 
 
+def _balance(groups: list[list[Path]], workers: int) -> list[list[Path]]:
+    """Each group on one worker, in order; groups spread so that workers get equal bytes of DOCX
+    (bytes follow pages better than counts do: 晋中's forms are three times 银川's)."""
+    loads = [[0, index, []] for index in range(workers)]
+    sizes = [sum(_size(doc) for doc in group) for group in groups]
+    for position in sorted(range(len(groups)), key=lambda i: -sizes[i]):
+        lightest = min(loads)
+        lightest[0] += sizes[position]
+        lightest[2].append(position)
+    return [[doc for position in sorted(load[2]) for doc in groups[position]] for load in loads if load[2]]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+class Pool:
+    """Headless LibreOffice workers, one per core; ``cancel`` kills them from any thread."""
+
+    def __init__(self, soffice: str = "soffice", jobs: int | None = None, timeout: float = 120.0,
+                 pdfa: bool = False) -> None:
+        self.soffice, self.jobs, self.timeout, self.pdfa = soffice, jobs, timeout, pdfa
+        self._processes = _Processes()
+
+    def cancel(self) -> None:
+        self._processes.kill_all()
+
+    def convert(self, groups: list[list[Path]], on_result: Callable[[Path, Outcome], None] | None = None,
+                progress: ProgressCallback | None = None) -> dict[Path, Outcome]:
+        """Convert each DOCX to a PDF beside it; the PDF or why there is none, per document.
+
+        A group's documents go to one worker in order. ``on_result`` is called (from a worker
+        thread) as soon as a document's outcome is final. Raises ``ConvertError`` only when
+        nothing can be converted (no LibreOffice, no CJK font).
+        """
+        total = sum(len(group) for group in groups)
+        if not total:
+            return {}
+        executable = find_soffice(self.soffice)
+        check_fonts()
+        workers = max(1, min(self.jobs or os.cpu_count() or 1, total))
+        batches = _balance([group for group in groups if group], workers)
+        lock, outcomes = threading.Lock(), {}
+
+        def deliver(doc: Path, outcome: Outcome) -> None:
+            with lock:
+                outcomes[doc] = outcome
+                done = len(outcomes)
+            if on_result:
+                on_result(doc, outcome)
+            if progress:
+                progress(done, total)
+
+        worker = _Worker(executable, self.timeout, _filter(self.pdfa), self._processes, deliver)
+        pool = ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="soffice")
+        try:
+            for _ in pool.map(worker.run, batches):
+                pass
+        finally:
+            self.cancel()  # on Ctrl-C too: no LibreOffice outlives the build
+            pool.shutdown(wait=True, cancel_futures=True)
+        return outcomes
+
+
 def convert_many(
     documents: list[Path], *, soffice: str = "soffice", jobs: int | None = None, timeout: float = 120.0,
     pdfa: bool = False, progress: ProgressCallback | None = None,
 ) -> dict[Path, Outcome]:
-    """Convert each DOCX to a PDF beside it; returns the PDF or an error message per document.
-
-    Raises ``ConvertError`` only when nothing can be converted (no LibreOffice, no CJK font).
-    """
-    if not documents:
-        return {}
-    executable = find_soffice(soffice)
-    check_fonts()
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(documents)))
-    batches = [documents[index::workers] for index in range(workers)]
-    processes, lock, count = _Processes(), threading.Lock(), [0]
-
-    def done(number: int) -> None:
-        with lock:
-            count[0] += number
-            if progress:
-                progress(min(count[0], len(documents)), len(documents))
-
-    worker = _Worker(executable, timeout, _filter(pdfa), processes, done)
-    outcomes: dict[Path, Outcome] = {}
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="soffice")
-    try:
-        for result in pool.map(worker.run, batches):
-            outcomes.update(result)
-    finally:
-        processes.kill_all()  # on Ctrl-C too: no LibreOffice outlives the build
-        pool.shutdown(wait=True, cancel_futures=True)
-    return outcomes
+    """Convert each DOCX to a PDF beside it; returns the PDF or an error message per document."""
+    return Pool(soffice, jobs, timeout, pdfa).convert([[doc] for doc in documents], progress=progress)
 
 
 def convert_to_pdf(docx_paths: list[Path], out_dir: Path, soffice: str = "soffice", timeout: float = 120) -> list[Path]:

@@ -11,9 +11,12 @@ the 一级/二级 columns need one merge per group, driven by ``level1_first``/`
 
 from __future__ import annotations
 
+import datetime
+import io
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import jinja2
 from docxtpl import DocxTemplate
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
+from lxml import etree
 
 from .errors import OutputError, TemplateError
 
@@ -86,20 +90,6 @@ class _Template(DocxTemplate):
             if len(_PATCHED) < _PATCHED_MAX:
                 _PATCHED[src_xml] = patched
         return patched
-
-    def render_xml_part(self, src_xml, part, context, jinja_env=None):
-        # docxtpl's version also turns "{_{" into "{{" in the *output*, which would change a
-        # value that happens to contain it; the templates never use that escape.
-        src_xml = re.sub(r"<w:p([ >])", r"\n<w:p\1", src_xml)
-        self.current_rendering_part = part
-        try:
-            template = jinja_env.from_string(src_xml)
-        except jinja2.TemplateSyntaxError as exc:
-            exc.docx_context = _text_near(src_xml, exc.lineno)  # type: ignore[attr-defined]
-            raise
-        dst_xml = template.render(context)
-        dst_xml = re.sub(r"\n<w:p([ >])", r"<w:p\1", dst_xml)
-        return self.resolve_listing(dst_xml)  # \n in a value -> line break, \t -> tab
 
     def sources(self) -> Iterator[str]:
         """The Jinja2 source of every rendered part: body, headers, footers."""
@@ -206,26 +196,151 @@ def _missing_tags(template: Path, context: Mapping[str, Any]) -> list[str]:
     return sorted(t for t in template_tags(template) if not _resolves(context, t.split(".")))
 
 
-def render_docx(template: Path, context: dict, out: Path) -> None:
-    """Render ``template`` with ``context`` into ``out``, replacing it only when complete."""
+class _Compiled:
+    """A template prepared once per process: its package entries and its parts compiled by Jinja.
+
+    docxtpl would re-read the package, re-compile every part and re-serialize every XML part for
+    each form; a unit's forms share one template, so that work is done once and each form only
+    renders the compiled parts and writes the package with the rendered parts swapped in.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.tpl = _open(path)
+        self.tpl.render_init()
+        with zipfile.ZipFile(path) as package:
+            self.entries = [(info.filename, package.read(info)) for info in package.infolist()]
+        env = _environment()
+        self.parts: dict[str, jinja2.Template] = {}
+        body_part = self.tpl.docx.part.partname.lstrip("/")
+        sources = {body_part: self.tpl.patch_xml(self.tpl.get_xml())}
+        for uri in (self.tpl.HEADER_URI, self.tpl.FOOTER_URI):
+            for _key, part in self.tpl.get_headers_footers(uri):
+                sources[part.partname.lstrip("/")] = self.tpl.patch_xml(self.tpl.get_part_xml(part))
+        for part in self.tpl.docx.part.package.parts:
+            if part.content_type == _FOOTNOTES_TYPE:
+                sources[part.partname.lstrip("/")] = self.tpl.patch_xml(part.blob.decode("utf-8"))
+        core = dict(self.entries).get(_CORE_PART, b"").decode("utf-8")
+        if "{{" in core or "{%" in core:  # docxtpl also renders title, subject… as templates
+            sources[_CORE_PART] = core
+        for name, source in sources.items():
+            source = re.sub(r"<w:p([ >])", r"\n<w:p\1", source)  # Jinja's line numbers → paragraphs
+            try:
+                self.parts[name] = env.from_string(source)
+            except jinja2.TemplateSyntaxError as exc:
+                near = " ".join(s.strip() for s in _text_near(source, exc.lineno) if s.strip())
+                raise TemplateError(f"{path}: 模板语法错误：{exc.message}（附近：{near}）") from exc
+        self.body_part = body_part
+
+    def render(self, context: Mapping[str, Any]) -> dict[str, bytes]:
+        """The rendered parts, by package entry name."""
+        rendered = {}
+        for name, template in self.parts.items():
+            xml = re.sub(r"\n<w:p([ >])", r"<w:p\1", template.render(context))
+            if name == _CORE_PART:
+                rendered[name] = xml.encode("utf-8")
+                continue
+            xml = _PARAGRAPH.sub(self._resolve_listing, xml)
+            if name == self.body_part:
+                rendered[name] = self._document(xml)
+            else:
+                rendered[name] = _XML_DECLARATION + xml.encode("utf-8")
+        return rendered
+
+    def _resolve_listing(self, paragraph: re.Match[str]) -> str:
+        """docxtpl's \\n → line break, \\t → tab, \\f → page break; most paragraphs have none."""
+        text = paragraph[0]
+        return self.tpl.resolve_listing(text) if _LISTING_CHARS.search(text) else text
+
+    def _document(self, body_xml: str) -> bytes:
+        """The main part: the template's document element around the rendered body."""
+        tree = self.tpl.fix_tables(body_xml)  # docxtpl's grid repair after column tags
+        self.tpl.docx_ids_index = 1000
+        self.tpl.fix_docpr_ids(tree)
+        body = etree.tostring(tree, encoding="utf-8")
+        original = dict(self.entries)[self.body_part]
+        start = re.search(rb"<w:body[ >/]", original)
+        end = original.rfind(b"</w:body>")
+        if start is None or end < 0:  # an empty <w:body/>: nothing of the template to keep
+            raise TemplateError("模板正文为空")
+        return original[: start.start()] + body + original[end + len(b"</w:body>") :]
+
+
+_PARAGRAPH = re.compile(r"<w:p(?: [^>]*)?>.*?</w:p>", re.DOTALL)
+_LISTING_CHARS = re.compile("[\t\a\n\f]")
+_FOOTNOTES_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"
+_CORE_PART = "docProps/core.xml"
+_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_COMPILED: dict[tuple[str, int, int], _Compiled] = {}
+
+
+def _compiled(template: Path) -> _Compiled:
+    """The prepared template, re-read when the file changes (tests and editors rewrite them)."""
+    try:
+        stat = template.stat()
+    except OSError as exc:
+        raise TemplateError(f"{template}: 模板文件不存在") from exc
+    key = (str(template.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _COMPILED:
+        try:
+            _COMPILED[key] = _Compiled(template)
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"{template}: 不是有效的 DOCX 模板（{exc}）") from exc
+    return _COMPILED[key]
+
+
+def render_docx(template: Path, context: dict, out: Path, when: datetime.datetime | None = None) -> None:
+    """Render ``template`` with ``context`` into ``out``, replacing it only when complete.
+
+    The package is reproducible: entries dated ``when`` (or 1980-01-01), and with ``when`` the
+    core properties' created/modified dates too.
+    """
     template, out = Path(template), Path(out)
     data = clean_context(context)
-    tpl = _open(template)
+    compiled = _compiled(template)
     try:
-        tpl.render(data, jinja_env=_environment())
+        rendered = compiled.render(data)
     except jinja2.UndefinedError as exc:
         missing = _missing_tags(template, data)
         what = "、".join(missing) if missing else str(exc)
         raise TemplateError(f"{template}: 模板使用了上下文中没有的标签 {what}") from exc
-    except jinja2.TemplateSyntaxError as exc:
-        near = " ".join(s.strip() for s in getattr(exc, "docx_context", []) if s.strip())
-        raise TemplateError(f"{template}: 模板语法错误：{exc.message}（附近：{near}）") from exc
     except jinja2.TemplateError as exc:  # SecurityError and the like
         raise TemplateError(f"{template}: 模板渲染失败：{exc}") from exc
-    _save_atomic(tpl, out)
+    entries = [(name, rendered.get(name, data_)) for name, data_ in compiled.entries]
+    write_package(entries, out, when)
 
 
-def _save_atomic(tpl: _Template, out: Path) -> None:
+# --- reproducible packages ------------------------------------------------------------------
+
+ZIP_EPOCH = datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)  # the earliest a zip can store
+
+
+def zip_time(when: datetime.datetime | None) -> tuple[int, int, int, int, int, int]:
+    when = max(when or ZIP_EPOCH, ZIP_EPOCH)
+    return (when.year, when.month, when.day, when.hour, when.minute, when.second)
+
+
+def _stamp_core_dates(xml: bytes, when: datetime.datetime) -> bytes:
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    return re.sub(
+        rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", lambda m: m[1] + stamp + m[3], xml
+    )
+
+
+def write_package(entries: list[tuple[str, bytes]], target: Path, when: datetime.datetime | None) -> None:
+    """Write a DOCX package atomically, every entry dated ``when``: same content, same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, data in entries:
+            if name == _CORE_PART and when is not None:
+                data = _stamp_core_dates(data, when)
+            entry = zipfile.ZipInfo(name, zip_time(when))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            package.writestr(entry, data)
+    _write_atomic(buffer.getvalue(), target)
+
+
+def _write_atomic(data: bytes, out: Path) -> None:
     """Write next to ``out`` and rename, so a half-written DOCX never exists under its name."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +350,7 @@ def _save_atomic(tpl: _Template, out: Path) -> None:
         raise OutputError(f"{out}: 无法写入（{exc.strerror or exc}）") from exc
     tmp = Path(tmp_name)
     try:
-        tpl.save(tmp)
+        tmp.write_bytes(data)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the DOCX is an ordinary output
         os.replace(tmp, out)
     except OSError as exc:
