@@ -189,14 +189,40 @@ def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: da
     _write_pdf(writer, target, title, when)
 
 
+@functools.cache
+def _composer() -> type:
+    from docxcompose.composer import Composer
+
+    class DeferredComposer(Composer):
+        """docxcompose renumbers bookmarks and drawing ids over the whole document after every
+        append, which is quadratic in the number of forms. Each pass renumbers everything from
+        the start, so one pass before saving gives the same ids."""
+
+        _RENUMBER = ("renumber_bookmarks", "renumber_docpr_ids", "renumber_nvpicpr_ids")
+
+        def renumber_bookmarks(self) -> None:
+            pass
+
+        def renumber_docpr_ids(self) -> None:
+            pass
+
+        def renumber_nvpicpr_ids(self) -> None:
+            pass
+
+        def save(self, filename: str) -> None:
+            for name in self._RENUMBER:
+                getattr(Composer, name)(self)
+            super().save(filename)
+
+    return DeferredComposer
+
+
 def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:
     """One DOCX of all parts in order, each starting on a new page (docxcompose)."""
     from docx import Document as new_docx
     from docx.enum.text import WD_BREAK
-    from docxcompose.composer import Composer
 
-    master = new_docx(str(parts[0]))
-    composer = Composer(master)
+    composer = _composer()(new_docx(str(parts[0])))
     for part in parts[1:]:
         composer.doc.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
         composer.append(new_docx(str(part)))
