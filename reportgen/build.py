@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -19,7 +20,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,25 +220,15 @@ def _key(job: Job, out: Path) -> str:
     return str(job.docx.relative_to(out))
 
 
-def render_jobs(jobs: list[Job], staging: Path, report: Report, progress: Progress) -> list[tuple[Job, Path]]:
-    """Each stale form's DOCX. A template is compiled once and each form takes milliseconds, so
-    this runs in-process: worker processes would cost more to start and feed than they save."""
+def render_form(job: Job, target: Path) -> None:
+    """A stale form's DOCX. A template is compiled once and each form takes milliseconds, so this
+    runs in-process: worker processes would cost more to start and feed than they save."""
     from . import render  # docxtpl and Jinja: loaded only when there is something to render
 
-    rendered = []
-    for index, job in enumerate(jobs, 1):
-        # Unique staged names: one LibreOffice call takes one --outdir, so equal names would split it.
-        target = staging / f"{index:05d}" / f"{index:05d}-{job.stem}.docx"
-        checked = job.checked
-        assert checked.project and checked.region and checked.result
-        try:
-            context = view.context(checked.project, checked.region, checked.result)
-            render.render_docx(checked.region.template, context, target, job.when)
-            rendered.append((job, target))
-        except ReportgenError as exc:
-            report.failures.append(f"{display_path(checked.source.path)}: {exc}")
-        progress("生成 Word", index, len(jobs))
-    return rendered
+    checked = job.checked
+    assert checked.project and checked.region and checked.result
+    context = view.context(checked.project, checked.region, checked.result)
+    render.render_docx(checked.region.template, context, target, job.when)
 
 
 def publish(job: Job, docx: Path, pdf: Path | None, state: State, out: Path) -> None:
@@ -323,54 +313,75 @@ def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list
     return bundles
 
 
-def render_summaries(bundles: list[Bundle], staging: Path) -> dict[Path, Path]:
-    """Each stale bundle's 汇总表 DOCX, rendered now so that it converts with the forms."""
-    summaries = {}
-    for index, item in enumerate(bundles):
-        summary = staging / f"summary-{index:05d}" / f"汇总表-{index:05d}.docx"
-        summary.parent.mkdir()
-        bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], summary, item.when)
-        summaries[item.folder] = summary
-    return summaries
+def render_summary(item: Bundle, target: Path) -> None:
+    """A stale bundle's 汇总表 DOCX, converted with its forms."""
+    bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], target, item.when)
+
+
+@dataclass
+class _Group:
+    """Documents that go to one LibreOffice worker together: a bundle's summary and (some of) its
+    stale forms, so that bundles complete one by one while LibreOffice works."""
+
+    item: Bundle | None
+    jobs: list[Job]
+    with_summary: bool
+
+    @property
+    def weight(self) -> int:
+        # Bytes of YAML follow the length of the form well enough; a summary is a short page.
+        return sum(job.checked.source.path.stat().st_size for job in self.jobs) + 2000 * self.with_summary
+
+
+def _groups(stale: list[Job], bundles: list[Bundle], workers: int) -> list[_Group]:
+    """Stale work in groups; a big bundle is cut so that every worker still gets a share."""
+    limit = max(1, -(-len(stale) // (2 * workers)))
+    stale_ids = {id(job) for job in stale}
+    groups, grouped = [], set()
+    for item in bundles:
+        jobs = [job for job in item.members if id(job) in stale_ids]
+        grouped.update(id(job) for job in jobs)
+        pieces = [jobs[start : start + limit] for start in range(0, len(jobs), limit)] or [[]]
+        groups.extend(_Group(item, piece, index == 0) for index, piece in enumerate(pieces))
+    groups.extend(_Group(None, [job], False) for job in stale if id(job) not in grouped)
+    return groups
 
 
 class _Assembly:
     """Publishes each project as its PDF arrives and writes each bundle once its last part is in."""
 
-    def __init__(self, rendered: list[tuple[Job, Path]], bundles: list[Bundle], summaries: dict[Path, Path],
-                 context: tuple[State, Path, Options, Report, Progress]) -> None:
+    def __init__(self, bundles: list[Bundle], context: tuple[State, Path, Options, Report, Progress]) -> None:
         self.state, self.out, self.options, self.report, self.progress = context
-        self.staged = {docx: job for job, docx in rendered}
-        staged_of = {id(job): docx for job, docx in rendered}
-        self.summaries = summaries
-        # Each bundle's documents still to be converted: its summary and its stale members.
-        self.waiting: dict[Path, list[Path]] = {}
+        self.staged: dict[Path, Job] = {}  # staged DOCX → its project
+        self.summaries: dict[Path, Path] = {}  # bundle folder → staged summary DOCX
+        self.waiting: dict[Path, list[Path]] = {item.folder: [] for item in bundles}
         self.bundle_of: dict[Path, Bundle] = {}
         self.by_folder = {item.folder: item for item in bundles}
-        self.member_docx: dict[Path, list[Path]] = {}
-        for item in bundles:
-            staged = [staged_of[id(job)] for job in item.members if id(job) in staged_of]
-            self.waiting[item.folder] = [summaries[item.folder], *staged]
-            self.member_docx[item.folder] = [staged_of.get(id(job), job.docx) for job in item.members]
-            for doc in self.waiting[item.folder]:
-                self.bundle_of[doc] = item
         self.merged: dict[Path, Path] = {}
         self.outcomes: dict[Path, convert.Outcome] = {}
         self.written: list[Bundle] = []
-        self.total = len(bundles)
+        self.failed: set[Path] = set()
 
-    def groups(self) -> list[list[Path]]:
-        """A bundle's documents stay together on one worker, so bundles complete one by one while
-        LibreOffice works instead of all at its very end."""
-        grouped = [list(docs) for docs in self.waiting.values()]
-        return grouped + [[docx] for docx in self.staged if docx not in self.bundle_of]
+    def expect(self, group: _Group, staged: list[tuple[Job, Path]], summary: Path | None) -> list[Path]:
+        """Note a group's staged documents; returns them in conversion order."""
+        docs = [docx for _, docx in staged]
+        self.staged.update((docx, job) for job, docx in staged)
+        if summary is not None and group.item is not None:
+            self.summaries[group.item.folder] = summary
+            docs.insert(0, summary)
+        if group.item is not None:
+            self.waiting[group.item.folder].extend(docs)
+            self.bundle_of.update((doc, group.item) for doc in docs)
+        return docs
 
     def compose(self, staging: Path) -> None:
         """The merged DOCX needs no PDF: made while LibreOffice converts."""
-        for index, (folder, members) in enumerate(self.member_docx.items()):
-            if all(part.is_file() for part in members):
+        staged_of = {id(job): docx for docx, job in self.staged.items()}
+        for index, (folder, item) in enumerate(self.by_folder.items()):
+            parts = [self.summaries.get(folder), *(staged_of.get(id(job), job.docx) for job in item.members)]
+            if all(part is not None and part.is_file() for part in parts):
                 target = staging / f"merged-{index:05d}.docx"
-                bundle.merge_docx([self.summaries[folder], *members], target, self.by_folder[folder].when)
+                bundle.merge_docx(parts, target, item.when)  # type: ignore[arg-type]
                 self.merged[folder] = target
 
     def arrive(self, doc: Path, outcome: convert.Outcome) -> None:
@@ -396,7 +407,8 @@ class _Assembly:
         self.report.rebuilt += pdf is not None
 
     def _write(self, item: Bundle) -> None:
-        summary_pdf, merged = self.outcomes[self.summaries[item.folder]], self.merged.get(item.folder)
+        summary_pdf = self.outcomes.get(self.summaries.get(item.folder, Path()), "汇总表未能生成")
+        merged = self.merged.get(item.folder)
         if merged is None or not all(job.pdf.is_file() and job.docx.is_file() for job in item.members):
             self._fail(item, "本单位有项目未能生成")
         elif not isinstance(summary_pdf, Path):
@@ -405,47 +417,88 @@ class _Assembly:
             _write_bundle(item, merged, summary_pdf, self.out)
             self.state.record(item.key(self.out), item.fingerprint, item.outputs)
             self.written.append(item)
-            self.progress("打包", len(self.written), self.total)
+            self.progress("打包", len(self.written), len(self.by_folder))
 
-    def fail_rest(self, why: str) -> None:
-        """LibreOffice could not run at all: every DOCX is still published, without a PDF."""
+    def finish(self, why: str | None = None) -> None:
+        """Settle what never came: with ``why``, LibreOffice could not run at all (every DOCX is
+        still published, without a PDF); otherwise bundles that waited for nothing."""
         for doc in [*self.staged, *self.bundle_of]:
             if doc not in self.outcomes:
-                self.arrive(doc, why)
+                self.arrive(doc, why or "PDF 转换失败")
+        for folder, item in self.by_folder.items():
+            if not self.waiting[folder] and item not in self.written and folder not in self.failed:
+                self._write(item)
 
     def _fail(self, item: Bundle, reason: str) -> None:
+        self.failed.add(item.folder)
         self.report.failures.append(f"{item.folder}: {reason}，报送包未更新")
 
 
-def convert_and_bundle(
-    rendered: list[tuple[Job, Path]], bundles: list[Bundle], summaries: dict[Path, Path], staging: Path,
-    context: tuple[State, Path, Options, Report, Progress],
-) -> list[Bundle]:
-    """Convert the staged forms and summaries; publish and bundle while LibreOffice works.
-
-    The main thread composes merged DOCX, normalizes PDFs and writes bundles as results come
-    in, so that little is left to do when the last PDF appears.
-    """
-    options, progress = context[2], context[4]
-    assembly = _Assembly(rendered, bundles, summaries, context)
-    arrivals: queue.Queue[tuple[Path, convert.Outcome]] = queue.Queue()
-    pool = convert.Pool(options.soffice, options.jobs, options.timeout, options.pdfa)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert") as runner:
-        conversion = runner.submit(
-            pool.convert, assembly.groups(), lambda doc, outcome: arrivals.put((doc, outcome)),
-            lambda done, total: progress("转换 PDF", done, total),
-        )
+def _render_group(
+    group: _Group, staging: Path, counters: tuple[Iterator[int], Iterator[int]], report: Report,
+    progress: Progress, total: int,
+) -> tuple[list[tuple[Job, Path]], Path | None]:
+    """Stage a group's forms (and its bundle's summary) under unique names: one LibreOffice call
+    takes one --outdir, so equal names would split it."""
+    numbers, forms_done = counters
+    staged = []
+    for job in group.jobs:
+        number = next(numbers)
+        target = staging / f"{number:05d}" / f"{number:05d}-{job.stem}.docx"
         try:
+            render_form(job, target)
+            staged.append((job, target))
+        except ReportgenError as exc:
+            report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
+        progress("生成 Word", next(forms_done), total)
+    summary = None
+    if group.with_summary and group.item is not None:
+        number = next(numbers)
+        summary = staging / f"{number:05d}" / f"{number:05d}-汇总表.docx"
+        render_summary(group.item, summary)
+    return staged, summary
+
+
+def produce(stale: list[Job], bundles: list[Bundle], staging: Path,
+            context: tuple[State, Path, Options, Report, Progress]) -> list[Bundle]:
+    """Render, convert, publish and bundle, keeping LibreOffice busy from as early as possible.
+
+    Work is cut into one batch per worker; each worker's LibreOffice starts as soon as its batch
+    is rendered, while the next batch renders. The main thread then composes merged DOCX,
+    normalizes PDFs and writes bundles as results come in, so that little is left to do when
+    the last PDF appears.
+    """
+    _, _, options, report, progress = context
+    assembly = _Assembly(bundles, context)
+    arrivals: queue.Queue[tuple[Path, convert.Outcome]] = queue.Queue()
+    pool = convert.Pool(
+        options.soffice, options.timeout, options.pdfa, on_result=lambda doc, outcome: arrivals.put((doc, outcome)),
+        progress=lambda done, total: progress("转换 PDF", done, total),
+    )
+    with pool:
+        unavailable = None
+        if stale or bundles:
+            try:
+                pool.start()
+            except convert.ConvertError as exc:  # no LibreOffice or no CJK font: DOCX only
+                unavailable = str(exc)
+        workers = max(1, options.jobs or os.cpu_count() or 1)
+        groups = _groups(stale, bundles, workers)
+        counters = (itertools.count(1), itertools.count(1))  # staged names, forms rendered
+        for batch in convert.balance([group.weight for group in groups], workers):
+            documents = []
+            for group in (groups[index] for index in batch):
+                staged, summary = _render_group(group, staging, counters, report, progress, len(stale))
+                documents.extend(assembly.expect(group, staged, summary))
+            if unavailable is None:
+                pool.submit(documents)
+        if unavailable is None:
             assembly.compose(staging)
-            while not (conversion.done() and arrivals.empty()):
+            while pool.running() or not arrivals.empty():
                 with contextlib.suppress(queue.Empty):
                     assembly.arrive(*arrivals.get(timeout=_POLL_SECONDS))
-            conversion.result()
-        except convert.ConvertError as exc:  # no LibreOffice or no CJK font: nothing converted
-            assembly.fail_rest(str(exc))
-        except BaseException:
-            pool.cancel()  # Ctrl-C, or an error of ours: no LibreOffice outlives the build
-            raise
+            pool.wait()
+    assembly.finish(unavailable)
     return assembly.written
 
 
@@ -501,10 +554,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
         try:
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
-                rendered = render_jobs(stale, Path(staging), report, progress)
-                summaries = render_summaries(stale_bundles, Path(staging))
-                context = (state, out, options, report, progress)
-                written = convert_and_bundle(rendered, stale_bundles, summaries, Path(staging), context)
+                written = produce(stale, stale_bundles, Path(staging), (state, out, options, report, progress))
         finally:
             state.save()  # what was published is recorded, also when the build stops early
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.

@@ -19,7 +19,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import ConvertError
@@ -219,16 +218,115 @@ def _filter(pdfa: bool) -> str:
     return 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
 
 
-def _balance(groups: list[list[Path]], workers: int) -> list[list[Path]]:
-    """Each group on one worker, in order; groups spread so that workers get equal bytes of DOCX
-    (bytes follow pages better than counts do: 晋中's forms are three times 银川's)."""
-    loads = [[0, index, []] for index in range(workers)]
-    sizes = [sum(_size(doc) for doc in group) for group in groups]
-    for position in sorted(range(len(groups)), key=lambda i: -sizes[i]):
-        lightest = min(loads)
-        lightest[0] += sizes[position]
-        lightest[2].append(position)
-    return [[doc for position in sorted(load[2]) for doc in groups[position]] for load in loads if load[2]]
+def balance(weights: list[int], workers: int) -> list[list[int]]:
+    """Indices of ``weights`` spread over at most ``workers`` lists of near-equal total weight
+    (heaviest first onto the lightest list); each list keeps ascending order."""
+    loads: list[tuple[int, int, list[int]]] = [(0, index, []) for index in range(max(1, workers))]
+    for position in sorted(range(len(weights)), key=lambda i: -weights[i]):
+        weight, index, members = min(loads)
+        loads[index] = (weight + weights[position], index, [*members, position])
+    return [sorted(members) for _, _, members in loads if members]
+
+
+class Pool:
+    """Headless LibreOffice workers, one per batch, each started as soon as its batch is
+    submitted; ``cancel`` kills them all from any thread.
+
+    ``on_result`` is called (from a worker thread) as soon as a document's outcome is final:
+    the PDF beside the DOCX, or why there is none.
+    """
+
+    def __init__(self, soffice: str = "soffice", timeout: float = 120.0, pdfa: bool = False,
+                 on_result: Callable[[Path, Outcome], None] | None = None,
+                 progress: ProgressCallback | None = None) -> None:
+        self.soffice, self.timeout, self.pdfa = soffice, timeout, pdfa
+        self.on_result, self.progress = on_result, progress
+        self.outcomes: dict[Path, Outcome] = {}
+        self.expected = 0
+        self._processes, self._lock = _Processes(), threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._worker: _Worker | None = None
+        self._errors: list[BaseException] = []
+
+    def start(self) -> None:
+        """Check that LibreOffice and a Simplified-Chinese font are there (``ConvertError``)."""
+        executable = find_soffice(self.soffice)
+        check_fonts()
+        self._worker = _Worker(executable, self.timeout, _filter(self.pdfa), self._processes, self._deliver)
+
+    def submit(self, batch: list[Path]) -> None:
+        """Convert ``batch`` in order in a LibreOffice process of its own, starting now."""
+        if not batch:
+            return
+        if self._worker is None:
+            self.start()
+        assert self._worker is not None
+        self.expected += len(batch)
+        thread = threading.Thread(target=self._run, args=(self._worker, batch), name="soffice", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _run(self, worker: _Worker, batch: list[Path]) -> None:
+        try:
+            worker.run(batch)
+        except BaseException as exc:
+            # Once cancelled, the build is stopping and wants no more results (the killed
+            # processes' pipes are closed under the thread); otherwise it is a bug of ours,
+            # raised again by wait() rather than lost in a thread.
+            if not self._processes.stopping:
+                self._errors.append(exc)
+
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def wait(self) -> dict[Path, Outcome]:
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+        return self.outcomes
+
+    def cancel(self) -> None:
+        self._processes.kill_all()
+
+    def _deliver(self, doc: Path, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes[doc] = outcome
+            done = len(self.outcomes)
+        if self.on_result:
+            self.on_result(doc, outcome)
+        if self.progress:
+            self.progress(done, self.expected)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is not None:
+            self.cancel()  # on Ctrl-C too: no LibreOffice outlives the build
+        for thread in self._threads:
+            thread.join()
+        self.cancel()
+
+
+def convert_many(
+    documents: list[Path], *, soffice: str = "soffice", jobs: int | None = None, timeout: float = 120.0,
+    pdfa: bool = False, progress: ProgressCallback | None = None,
+) -> dict[Path, Outcome]:
+    """Convert each DOCX to a PDF beside it; returns the PDF or an error message per document.
+
+    The documents are spread over as many workers as cores by size (bytes follow pages better
+    than counts do). Raises ``ConvertError`` only when nothing can be converted (no LibreOffice,
+    no CJK font).
+    """
+    if not documents:
+        return {}
+    workers = min(jobs or os.cpu_count() or 1, len(documents))
+    with Pool(soffice, timeout, pdfa, progress=progress) as pool:
+        pool.start()
+        for batch in balance([_size(doc) for doc in documents], workers):
+            pool.submit([documents[index] for index in batch])
+    return pool.outcomes
 
 
 def _size(path: Path) -> int:
@@ -236,62 +334,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-class Pool:
-    """Headless LibreOffice workers, one per core; ``cancel`` kills them from any thread."""
-
-    def __init__(self, soffice: str = "soffice", jobs: int | None = None, timeout: float = 120.0,
-                 pdfa: bool = False) -> None:
-        self.soffice, self.jobs, self.timeout, self.pdfa = soffice, jobs, timeout, pdfa
-        self._processes = _Processes()
-
-    def cancel(self) -> None:
-        self._processes.kill_all()
-
-    def convert(self, groups: list[list[Path]], on_result: Callable[[Path, Outcome], None] | None = None,
-                progress: ProgressCallback | None = None) -> dict[Path, Outcome]:
-        """Convert each DOCX to a PDF beside it; the PDF or why there is none, per document.
-
-        A group's documents go to one worker in order. ``on_result`` is called (from a worker
-        thread) as soon as a document's outcome is final. Raises ``ConvertError`` only when
-        nothing can be converted (no LibreOffice, no CJK font).
-        """
-        total = sum(len(group) for group in groups)
-        if not total:
-            return {}
-        executable = find_soffice(self.soffice)
-        check_fonts()
-        workers = max(1, min(self.jobs or os.cpu_count() or 1, total))
-        batches = _balance([group for group in groups if group], workers)
-        lock, outcomes = threading.Lock(), {}
-
-        def deliver(doc: Path, outcome: Outcome) -> None:
-            with lock:
-                outcomes[doc] = outcome
-                done = len(outcomes)
-            if on_result:
-                on_result(doc, outcome)
-            if progress:
-                progress(done, total)
-
-        worker = _Worker(executable, self.timeout, _filter(self.pdfa), self._processes, deliver)
-        pool = ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="soffice")
-        try:
-            for _ in pool.map(worker.run, batches):
-                pass
-        finally:
-            self.cancel()  # on Ctrl-C too: no LibreOffice outlives the build
-            pool.shutdown(wait=True, cancel_futures=True)
-        return outcomes
-
-
-def convert_many(
-    documents: list[Path], *, soffice: str = "soffice", jobs: int | None = None, timeout: float = 120.0,
-    pdfa: bool = False, progress: ProgressCallback | None = None,
-) -> dict[Path, Outcome]:
-    """Convert each DOCX to a PDF beside it; returns the PDF or an error message per document."""
-    return Pool(soffice, jobs, timeout, pdfa).convert([[doc] for doc in documents], progress=progress)
 
 
 def convert_to_pdf(docx_paths: list[Path], out_dir: Path, soffice: str = "soffice", timeout: float = 120) -> list[Path]:
