@@ -205,3 +205,59 @@ def test_long_batches_are_split_below_libreoffices_limit() -> None:
     assert all(len(part) <= MAX_DOCS_PER_CALL <= 200 for part in parts)
     assert sorted(doc for part in parts for doc in part) == sorted(batch)
     assert all(len({doc.stem for doc in part}) == len(part) for part in parts)  # one --outdir each
+
+
+def _blank_pdf(path: Path) -> Path:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    with path.open("wb") as handle:
+        writer.write(handle)
+    return path
+
+
+def test_each_pdf_is_handed_back_while_libreoffice_still_converts(tmp_path: Path) -> None:
+    """A unit can be bundled while LibreOffice works on the next: results come one by one."""
+    from reportgen.convert import Pool
+
+    blank, finished = _blank_pdf(tmp_path / "blank.pdf"), tmp_path / "finished"
+    fake = _fake_soffice(tmp_path, f"""
+out=""; docs=()
+while [ $# -gt 0 ]; do
+  case "$1" in --outdir) out="$2"; shift 2;; --convert-to) shift 2;; -*) shift;; *) docs+=("$1"); shift;; esac
+done
+for doc in "${{docs[@]}}"; do cp "{blank}" "$out/$(basename "$doc" .docx).pdf"; sleep 0.3; done
+sleep 2; touch "{finished}" """)
+    docs = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        docs.append(tmp_path / name / f"{name}.docx")
+        docs[-1].write_bytes(b"not read by the fake")
+    arrived: list[tuple[str, bool]] = []
+    with Pool(str(fake), timeout=30, on_result=lambda doc, pdf: arrived.append((doc.name, finished.exists()))) as pool:
+        pool.submit(docs)
+    # a.pdf is complete once b.pdf exists, b once c does; c only when LibreOffice has exited.
+    assert arrived == [("a.docx", False), ("b.docx", False), ("c.docx", True)]
+    assert all(doc.with_suffix(".pdf").is_file() for doc in docs)
+
+
+def test_work_is_balanced_by_weight_and_keeps_order() -> None:
+    from reportgen.convert import balance
+
+    assert balance([5, 1, 4, 2, 3], 2) == [[0, 1, 3], [2, 4]]  # weights 8 and 7
+    assert balance([1, 1], 4) == [[0], [1]]
+    assert balance([], 2) == []
+
+
+def test_a_big_unit_is_cut_so_that_every_worker_gets_a_share() -> None:
+    from types import SimpleNamespace
+
+    from reportgen.build import Bundle, _groups
+
+    jobs = [SimpleNamespace(name=f"p{index}") for index in range(10)]
+    big = Bundle(Path("out/2023/大单位"), jobs)  # type: ignore[arg-type]
+    groups = _groups(jobs, [big], workers=2)  # type: ignore[arg-type]
+    assert [len(group.jobs) for group in groups] == [3, 3, 3, 1]
+    assert [group.with_summary for group in groups] == [True, False, False, False]  # one summary per unit
+    assert [job for group in groups for job in group.jobs] == jobs
