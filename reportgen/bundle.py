@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -47,7 +48,6 @@ class SummaryRow:
 
 
 SUMMARY_HEADERS = ("项目名称", "预算数（元）", "执行数（元）", "执行率", "总分", "等次", "警告数")
-SUMMARY_WIDTHS_CM = (5.0, 2.9, 2.9, 2.1, 1.4, 1.2, 1.5)
 
 
 # --- names and atomic writes ----------------------------------------------------------------
@@ -234,52 +234,23 @@ def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None
 # --- the summary (汇总表) --------------------------------------------------------------------
 
 
-def _east_asian(run, font: str) -> None:
-    from docx.oxml.ns import qn
+def summary_template() -> Path:
+    """``templates/summary/form.docx``, beside the regions' ``templates/docx``."""
+    from .regions import templates_root
 
-    run.font.name = "Times New Roman"
-    properties = run._element.get_or_add_rPr()
-    fonts = properties.find(qn("w:rFonts"))
-    fonts.set(qn("w:eastAsia"), font)
-    language = properties.find(qn("w:lang"))
-    if language is None:
-        language = properties.makeelement(qn("w:lang"), {})
-        properties.append(language)
-    language.set(qn("w:eastAsia"), "zh-CN")
+    candidates = [templates_root().parent, Path(__file__).resolve().parent.parent / "templates"]
+    for folder in candidates:
+        if (folder / "summary" / "form.docx").is_file():
+            return folder / "summary" / "form.docx"
+    return candidates[0] / "summary" / "form.docx"  # render_docx reports it missing
 
 
 def write_summary_docx(title: str, rows: list[SummaryRow], target: Path, when: datetime.datetime) -> None:
-    """The 汇总表 page that opens a unit's merged documents."""
-    from docx import Document as new_docx
-    from docx.enum.section import WD_ORIENT
-    from docx.shared import Cm, Pt
+    """The 汇总表 page that opens a unit's merged documents (rendered like the forms)."""
+    from . import render
 
-    document = new_docx()
-    section = document.sections[0]
-    section.orientation = WD_ORIENT.PORTRAIT
-    section.page_width, section.page_height = Cm(21), Cm(29.7)
-    section.left_margin = section.right_margin = Cm(2)
-    heading = document.add_paragraph()
-    heading.alignment = 1
-    run = heading.add_run(title)
-    run.font.size, run.font.bold = Pt(16), True
-    _east_asian(run, "黑体")
-    table = document.add_table(rows=1, cols=len(SUMMARY_HEADERS))
-    table.style = "Table Grid"
-    table.autofit = False
-    for cell, header in zip(table.rows[0].cells, SUMMARY_HEADERS, strict=True):
-        _east_asian(cell.paragraphs[0].add_run(header), "黑体")
-    for row in rows:
-        values = (row.name, row.budget, row.executed, row.rate, row.total, row.grade, str(row.warnings))
-        for cell, value in zip(table.add_row().cells, values, strict=True):
-            _east_asian(cell.paragraphs[0].add_run(value), "宋体")
-    for column, width in zip(table.columns, SUMMARY_WIDTHS_CM, strict=True):
-        column.width = Cm(width)  # the grid: LibreOffice lays columns out from it, not from cells
-        for cell in column.cells:
-            cell.width = Cm(width)
-    with atomic_path(target) as temporary:
-        document.save(str(temporary))
-    normalize_docx(target, when)
+    context = {"title": title, "rows": [{**dataclasses.asdict(row), "warnings": str(row.warnings)} for row in rows]}
+    render.render_docx(summary_template(), context, target, when)
 
 
 def write_summary_csv(rows: list[SummaryRow], target: Path) -> None:

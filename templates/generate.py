@@ -1,11 +1,12 @@
 """(Re)generate every region's Word template and its reviewable text dump.
 
-    python templates/generate.py            # all regions
-    python templates/generate.py jinzhong   # some regions
+    python templates/generate.py            # all regions and the summary page
+    python templates/generate.py jinzhong   # some regions (or ``summary``)
 
 writes ``templates/docx/<region>/form.docx`` (a docxtpl template) and ``form.txt`` (the same
-template as plain text, one line per table row). Change a template by editing this script and
-review the ``form.txt`` diff; never edit ``form.docx`` by hand.
+template as plain text, one line per table row), and likewise ``templates/summary/`` for the
+unit summary page (汇总表) that opens a unit's merged documents. Change a template by editing
+this script and review the ``form.txt`` diff; never edit ``form.docx`` by hand.
 
 Tags are exactly those of ``templates/CONTEXT.md``. Beside docxtpl's ``{%tr %}`` row loops the
 templates use one extension, handled by ``reportgen.render``:
@@ -81,6 +82,7 @@ class Row:
     cells: tuple[Cell, ...]
     header: bool = False  # repeat at the top of every page
     split: bool = False  # long narrative rows may break across pages
+    font: Font | None = None  # instead of the table's font
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class Table:
     rows: tuple[Row, ...]
     font: Font = SMALL
     borders: bool = True
+    pad: float = CELL_PAD  # mm left/right inside cells
+    min_height: float = ROW_MIN_H  # mm; 0: rows as tall as their text
+    valign: str = "center"  # w:vAlign of every cell
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,10 @@ def tag(name: str) -> str:
     return f"{{{{ {name} }}}}"
 
 
-def row(layout: Sequence[float], *cells: Cell, header: bool = False, split: bool = False) -> Row:
-    return Row(tuple(layout), cells, header, split)
+def row(
+    layout: Sequence[float], *cells: Cell, header: bool = False, split: bool = False, font: Font | None = None
+) -> Row:
+    return Row(tuple(layout), cells, header, split, font)
 
 
 def tag_row(layout: Sequence[float], statement: str) -> Row:
@@ -536,6 +543,41 @@ REGIONS = (
 )
 
 
+# --------------------------------------------------------------------------- unit summary page
+
+# The 汇总表 that opens a unit's merged documents: one row per project, the columns of 汇总表.csv.
+# Same look as the page reportgen drew with python-docx before: 'Table Grid' borders and cell
+# margins, 11 pt text at the top of its cell, rows only as tall as their text.
+SUMMARY_LAYOUT = (50, 29, 29, 21, 14, 12, 15)
+SUMMARY_COLUMNS = {  # header -> key of each item of ``rows``
+    "项目名称": "name",
+    "预算数（元）": "budget",
+    "执行数（元）": "executed",
+    "执行率": "rate",
+    "总分": "total",
+    "等次": "grade",
+    "警告数": "warnings",
+}
+SUMMARY_TEXT = Font(size=11)
+
+
+def summary() -> tuple[Block, ...]:
+    t = SUMMARY_LAYOUT
+    body = row(t, *(lc(tag(f"row.{key}")) for key in SUMMARY_COLUMNS.values()))
+    rows = (
+        row(t, *map(lc, SUMMARY_COLUMNS), header=True, font=Font("黑体", size=11)),
+        *loop(t, "for row in rows", body),
+    )
+    return (
+        # 13 pt: where the old page's 1.15-spaced title with 10 pt after put the table.
+        Para(tag("title"), Font("黑体", size=16, bold=True), after=13),
+        Table(rows, SUMMARY_TEXT, pad=1.9, min_height=0, valign="top"),
+    )
+
+
+SUMMARY = Region("summary", "单位项目支出绩效自评汇总表", "reportgen 原汇总表页（python-docx 绘制）", summary())
+
+
 # --------------------------------------------------------------------------- docx writing
 
 
@@ -618,7 +660,7 @@ def grid_edges(rows: Sequence[Row]) -> list[int]:
     return sorted(edges)
 
 
-def make_cell(cell: Cell, width: int, grid_span: int, font: Font) -> OxmlElement:
+def make_cell(cell: Cell, width: int, grid_span: int, font: Font, valign: str) -> OxmlElement:
     tc = el("w:tc")
     tcpr = el("w:tcPr")
     tcpr.append(el("w:tcW", w=str(width), type="dxa"))
@@ -629,7 +671,7 @@ def make_cell(cell: Cell, width: int, grid_span: int, font: Font) -> OxmlElement
     if cell.vertical:
         # Top to bottom with upright Chinese characters, like the seed's one-per-line label.
         tcpr.append(el("w:textDirection", val="tbRlV"))
-    tcpr.append(el("w:vAlign", val="center"))
+    tcpr.append(el("w:vAlign", val=valign))
     tc.append(tcpr)
     for line in cell.text.split("\n"):
         p = el("w:p")
@@ -638,12 +680,13 @@ def make_cell(cell: Cell, width: int, grid_span: int, font: Font) -> OxmlElement
     return tc
 
 
-def make_row(r: Row, edges: list[int], font: Font) -> OxmlElement:
+def make_row(r: Row, edges: list[int], table: Table) -> OxmlElement:
     tr = el("w:tr")
     trpr = el("w:trPr")
     if not r.split:
         trpr.append(el("w:cantSplit"))
-    trpr.append(el("w:trHeight", val=str(twips(ROW_MIN_H)), hRule="atLeast"))
+    if table.min_height:
+        trpr.append(el("w:trHeight", val=str(twips(table.min_height)), hRule="atLeast"))
     if r.header:
         trpr.append(el("w:tblHeader"))
     tr.append(trpr)
@@ -654,25 +697,25 @@ def make_row(r: Row, edges: list[int], font: Font) -> OxmlElement:
         col += cell.span
         end = twips(pos)
         span = edges.index(end) - edges.index(start)
-        tr.append(make_cell(cell, end - start, span, font))
+        tr.append(make_cell(cell, end - start, span, r.font or table.font, table.valign))
     if col != len(r.layout):
         raise ValueError(f"row covers {col} of {len(r.layout)} columns: {r.cells}")
     return tr
 
 
-def table_props(total: int, borders: bool) -> OxmlElement:
+def table_props(total: int, table: Table) -> OxmlElement:
     tblpr = el("w:tblPr")
     tblpr.append(el("w:tblW", w=str(total), type="dxa"))
     tblpr.append(el("w:jc", val="center"))
     edges = el("w:tblBorders")
     for side in ("top", "left", "bottom", "right", "insideH", "insideV"):
         attrs = {"val": "single", "sz": "4", "space": "0", "color": "000000"}
-        edges.append(el(f"w:{side}", **(attrs if borders else {"val": "nil"})))
+        edges.append(el(f"w:{side}", **(attrs if table.borders else {"val": "nil"})))
     tblpr.append(edges)
     tblpr.append(el("w:tblLayout", type="fixed"))  # widths as given, never autofit
     margins = el("w:tblCellMar")
     for side in ("left", "right"):
-        margins.append(el(f"w:{side}", w=str(twips(CELL_PAD)), type="dxa"))
+        margins.append(el(f"w:{side}", w=str(twips(table.pad)), type="dxa"))
     tblpr.append(margins)
     tblpr.append(el("w:tblLook", val="0000", firstRow="0", lastRow="0", firstColumn="0",
                     lastColumn="0", noHBand="1", noVBand="1"))  # fmt: skip
@@ -684,13 +727,13 @@ def add_table(doc: DocxDocument, table: Table) -> None:
     tbl = doc.add_table(rows=0, cols=1)._tbl
     for child in list(tbl):
         tbl.remove(child)
-    tbl.append(table_props(edges[-1], table.borders))
+    tbl.append(table_props(edges[-1], table))
     grid = el("w:tblGrid")
     for left, right in itertools.pairwise(edges):
         grid.append(el("w:gridCol", w=str(right - left)))
     tbl.append(grid)
     for r in table.rows:
-        tbl.append(make_row(r, edges, table.font))
+        tbl.append(make_row(r, edges, table))
 
 
 def setup_document(doc: DocxDocument, title: str) -> None:
@@ -719,9 +762,57 @@ def setup_document(doc: DocxDocument, title: str) -> None:
     props.created = props.modified = datetime.datetime(2024, 1, 1)
 
 
+# Parts of python-docx's default template that no form uses: Word 2010's copy of the styles,
+# the template's preview picture and its bibliography data. Word, LibreOffice and docxtpl open
+# the package without them; every form would otherwise carry them along.
+UNUSED_PARTS = (
+    "http://schemas.microsoft.com/office/2007/relationships/stylesWithEffects",
+    "http://schemas.openxmlformats.org/package/2006/relationships/metadata/thumbnail",
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/customXml",
+)
+STYLE_REFS = tuple(qn(f"w:{name}") for name in ("pStyle", "rStyle", "tblStyle", "numStyleLink", "styleLink"))
+STYLE_CHAIN = tuple(qn(f"w:{name}") for name in ("basedOn", "link", "next"))
+
+
+def slim(doc: DocxDocument) -> None:
+    """Keep only the styles the document uses and drop the parts no form needs.
+
+    The default template's ~160 styles (350 KB) and their Word 2010 copy (440 KB) were most of
+    every rendered form: LibreOffice converts slim forms faster and docxcompose merges them
+    faster. Kept: styles referenced anywhere (body, headers, footers, numbering), what they are
+    based on, linked to or followed by, and the default styles. The writer saves only the parts
+    still reachable through relationships and lists only those in [Content_Types].xml.
+    """
+    package = doc.part.package
+    for rels in (package.rels, doc.part.rels):
+        for rid in [rid for rid, rel in rels.items() if rel.reltype in UNUSED_PARTS]:
+            del rels[rid]
+    styles = doc.styles.element
+    by_id = {s.get(qn("w:styleId")): s for s in styles.iterchildren(qn("w:style"))}
+    used = {style_id for style_id, s in by_id.items() if s.get(qn("w:default")) in ("1", "true")}
+    for part in package.iter_parts():
+        element = getattr(part, "element", None)  # None: parts python-docx keeps as bytes (fonts, theme)
+        if element is not None and element is not styles:
+            used |= {ref.get(qn("w:val")) for ref in element.iter(*STYLE_REFS)}
+    todo = list(used)
+    while todo:  # follow basedOn/link/next chains
+        style = by_id.get(todo.pop())
+        if style is None:  # referenced but not defined: nothing to follow
+            continue
+        for ref in style.iterchildren(*STYLE_CHAIN):
+            if (target := ref.get(qn("w:val"))) not in used:
+                used.add(target)
+                todo.append(target)
+    for style_id, style in by_id.items():
+        if style_id not in used:
+            styles.remove(style)
+    for latent in styles.findall(qn("w:latentStyles")):  # Word knows its built-in styles' defaults
+        styles.remove(latent)
+
+
 def build(region: Region) -> DocxDocument:
     doc = Document()
-    first_title = next(b.text for b in region.blocks if isinstance(b, Para) and b.font is TITLE)
+    first_title = next((b.text for b in region.blocks if isinstance(b, Para) and b.font is TITLE), region.name)
     setup_document(doc, first_title)
     previous: Block | None = None
     for block in region.blocks:
@@ -734,6 +825,7 @@ def build(region: Region) -> DocxDocument:
         previous = block
     if isinstance(region.blocks[-1], Table):
         add_para(doc, Para("", Font(size=1)))  # Word needs a paragraph after a final table
+    slim(doc)
     return doc
 
 
@@ -807,9 +899,14 @@ def dump(doc: DocxDocument, region: Region) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(region: Region, out_dir: Path = OUT_DIR) -> Path:
+def folder_of(region: Region) -> Path:
+    """``templates/docx/<region>/``; the summary page is no region: ``templates/summary/``."""
+    return HERE / region.id if region is SUMMARY else OUT_DIR / region.id
+
+
+def write(region: Region) -> Path:
     doc = build(region)
-    folder = out_dir / region.id
+    folder = folder_of(region)
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     doc.save(buf)
@@ -820,11 +917,11 @@ def write(region: Region, out_dir: Path = OUT_DIR) -> Path:
 
 def main(argv: Sequence[str]) -> int:
     wanted = set(argv)
-    unknown = wanted - {r.id for r in REGIONS}
+    unknown = wanted - {r.id for r in (*REGIONS, SUMMARY)}
     if unknown:
         print(f"unknown region(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    for region in REGIONS:
+    for region in (*REGIONS, SUMMARY):
         if not wanted or region.id in wanted:
             print(write(region).relative_to(HERE.parent))
     return 0

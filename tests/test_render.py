@@ -6,8 +6,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import posixpath
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -16,6 +18,7 @@ import pytest
 from docx.oxml.ns import qn
 from docx.oxml.table import CT_Tc
 from docx.table import Table
+from lxml import etree
 from pypdf import PdfReader
 
 from reportgen.convert import convert_to_pdf
@@ -25,6 +28,7 @@ from reportgen.render import clean_context, render_docx, template_tags
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REGIONS = ("national", "jinzhong", "shenzhen-longhua", "beijing-fengtai", "yinchuan-jinfeng")
+SUMMARY_TEMPLATE = ROOT / "templates" / "summary" / "form.docx"
 
 # Which table holds the indicators, and which of its cells (w:tc, in order) hold 一级 and 二级.
 INDICATOR_TABLE = {  # region: (table, header rows, 一级 cell, 二级 cell)
@@ -286,7 +290,7 @@ def test_template_tags_reports_nested_and_loop_paths() -> None:
     assert "indicators" not in tags and "scorecard[].rows" not in tags
 
 
-def test_templates_are_up_to_date_with_generate_py() -> None:
+def load_generate() -> ModuleType:
     spec = importlib.util.spec_from_file_location("generate", ROOT / "templates" / "generate.py")
     assert spec and spec.loader
     generate: ModuleType = importlib.util.module_from_spec(spec)
@@ -295,11 +299,70 @@ def test_templates_are_up_to_date_with_generate_py() -> None:
         spec.loader.exec_module(generate)
     finally:
         del sys.modules[spec.name]
-    for region in generate.REGIONS:
-        committed = (ROOT / "templates" / "docx" / region.id / "form.txt").read_text(encoding="utf-8")
+    return generate
+
+
+def test_templates_are_up_to_date_with_generate_py() -> None:
+    generate = load_generate()
+    for region in (*generate.REGIONS, generate.SUMMARY):
+        committed = (generate.folder_of(region) / "form.txt").read_text(encoding="utf-8")
         assert generate.dump(generate.build(region), region) == committed, (
             f"{region.id}: run python templates/generate.py"
         )
+
+
+PACKAGE_NS = {
+    "ct": "http://schemas.openxmlformats.org/package/2006/content-types",
+    "rel": "http://schemas.openxmlformats.org/package/2006/relationships",
+}
+
+
+@pytest.mark.parametrize("path", [*map(template, REGIONS), SUMMARY_TEMPLATE], ids=[*REGIONS, "summary"])
+def test_templates_carry_only_what_they_use(path: Path) -> None:
+    """No unused styles or default-template leftovers, and a consistent package."""
+    with zipfile.ZipFile(path) as package:
+        names = set(package.namelist())
+        assert not {n for n in names if n.startswith("customXml/") or "thumbnail" in n or "WithEffects" in n}
+        styles = etree.fromstring(package.read("word/styles.xml"))
+        assert styles.find(qn("w:latentStyles")) is None
+        assert len(styles.findall(qn("w:style"))) <= 12  # the defaults and numbering's list styles
+        for rels_name in [n for n in names if n.endswith(".rels")]:
+            base = posixpath.dirname(posixpath.dirname(rels_name))
+            for rel in etree.fromstring(package.read(rels_name)).iterfind("rel:Relationship", PACKAGE_NS):
+                assert posixpath.normpath(posixpath.join(base, rel.get("Target"))) in names, rel.get("Target")
+        types = etree.fromstring(package.read("[Content_Types].xml"))
+        for override in types.iterfind("ct:Override", PACKAGE_NS):
+            assert override.get("PartName").lstrip("/") in names
+
+
+# --------------------------------------------------------------------------- unit summary page
+
+SUMMARY_KEYS = ("name", "budget", "executed", "rate", "total", "grade", "warnings")
+
+
+def test_summary_template_prints_one_row_per_project(tmp_path: Path) -> None:
+    rows = [
+        ("办公经费", "30,000.00", "30,000.00", "100.00%", "90", "优", "3"),
+        (HOSTILE, "2,076,892.00", "1,809,721.20", "87.14%", "93", "优", "0"),
+        ("社区网格员工作终端使用费", "139,650.00", "139,650.00", "100.00%", "88", "良", "4"),
+    ]
+    title = "某单位 2023 年度项目支出绩效自评汇总表 A&B"
+    context = {"title": title, "rows": [dict(zip(SUMMARY_KEYS, r, strict=True)) for r in rows]}
+    out = tmp_path / "summary.docx"
+    render_docx(SUMMARY_TEMPLATE, context, out)
+    document = docx.Document(str(out))
+    assert document.paragraphs[0].text == title
+    [table] = document.tables
+    texts = [[cell_text(tc) for tc in cells(table, r)] for r in range(len(table._tbl.tr_lst))]
+    assert texts == [["项目名称", "预算数（元）", "执行数（元）", "执行率", "总分", "等次", "警告数"], *map(list, rows)]
+    header = table._tbl.tr_lst[0].trPr
+    assert header is not None and header.find(qn("w:tblHeader")) is not None  # repeats on each page
+    grid_cm = [round(int(col.get(qn("w:w"))) * 2.54 / 1440, 2) for col in table._tbl.tblGrid]
+    assert grid_cm == [5.0, 2.9, 2.9, 2.1, 1.4, 1.2, 1.5]
+
+
+def test_summary_template_tags_are_its_context() -> None:
+    assert template_tags(SUMMARY_TEMPLATE) == {"title", *(f"rows[].{key}" for key in SUMMARY_KEYS)}
 
 
 # --------------------------------------------------------------------------- data stays data
