@@ -228,7 +228,7 @@ def render_form(job: Job, target: Path) -> None:
     checked = job.checked
     assert checked.project and checked.region and checked.result
     context = view.context(checked.project, checked.region, checked.result)
-    render.render_docx(checked.region.template, context, target, job.when)
+    render.render_docx(checked.region.template, context, target, job.when, title=checked.project.name)
 
 
 def publish(job: Job, docx: Path, pdf: Path | None, state: State, out: Path) -> None:

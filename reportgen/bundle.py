@@ -7,7 +7,6 @@ written to a temporary name and renamed into place, so no half-written file is e
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import datetime
@@ -15,20 +14,17 @@ import functools
 import hashlib
 import io
 import json
-import os
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OutputError
+from .package import atomic_path, write_bytes, write_package, zip_time
 
 # python-docx, docxcompose and pypdf are imported where they are used: a build with nothing to
 # redo needs this module's names and checksums only, and should not pay for loading them.
 
-ZIP_EPOCH = datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)  # the earliest a zip can store
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 MAX_NAME_BYTES = 150  # leaves room for suffixes within every file system's 255-byte limit
@@ -69,32 +65,6 @@ def safe_filename(name: str, taken: set[str]) -> str:
     return candidate
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target``, renamed onto it only if the block succeeds."""
-    temporary = target.with_name(f".{target.name}.part")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        yield temporary
-        os.replace(temporary, target)
-    except OSError as exc:
-        _remove_quietly(temporary)
-        raise OutputError(f"无法写入 {target}：{exc.strerror or exc}") from exc
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):  # the error being reported matters more
-        path.unlink(missing_ok=True)
-
-
-def write_bytes(target: Path, data: bytes) -> None:
-    with atomic_path(target) as temporary:
-        temporary.write_bytes(data)
-
-
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -102,30 +72,11 @@ def sha256_of(path: Path) -> str:
 # --- reproducible DOCX and PDF --------------------------------------------------------------
 
 
-def _zip_time(when: datetime.datetime) -> tuple[int, int, int, int, int, int]:
-    when = max(when, ZIP_EPOCH)
-    return (when.year, when.month, when.day, when.hour, when.minute, when.second)
-
-
 def normalize_docx(path: Path, when: datetime.datetime) -> None:
     """Rewrite a DOCX with fixed entry times and core-property dates: same input, same bytes."""
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    source = io.BytesIO(path.read_bytes())
-    output = io.BytesIO()
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as new:
-        for info in old.infolist():
-            data = old.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(
-                    rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)",
-                    lambda m: m.group(1) + stamp.encode() + m.group(3),
-                    data,
-                )
-            entry = zipfile.ZipInfo(info.filename, _zip_time(when))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = 0o644 << 16
-            new.writestr(entry, data)
-    write_bytes(path, output.getvalue())
+    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as old:
+        entries = [(info.filename, old.read(info)) for info in old.infolist()]
+    write_package(entries, path, when)
 
 
 _PLACEHOLDER_ID = b"\x00" * 16
@@ -171,11 +122,37 @@ def _write_pdf(writer, target: Path, title: str, when: datetime.datetime) -> Non
     write_bytes(target, data.replace(b"<" + placeholder + b">", b"<" + digest + b">"))
 
 
+_CREATION_DATE = re.compile(rb"(/CreationDate\s*\(D:)\d{14}")
+# The trailer's file ID and LibreOffice's own /DocChecksum, which also changes from run to run.
+_RUN_IDS = re.compile(rb"/ID\s*\[\s*<[0-9A-Fa-f]{32}>\s*<[0-9A-Fa-f]{32}>\s*\]|/DocChecksum\s*/[0-9A-Fa-f]{32}")
+_HEX32 = re.compile(rb"[0-9A-Fa-f]{32}")
+
+
 def normalize_pdf(path: Path, title: str, when: datetime.datetime) -> None:
-    """Replace LibreOffice's clock dates and random ID with reproducible ones."""
+    """Replace LibreOffice's clock date, random file ID and checksum with reproducible ones.
+
+    All are fixed-width in LibreOffice's output, so they are overwritten in place and every
+    offset in the file stays valid: no parsing and rewriting of the whole PDF. Anything else
+    (another producer's layout) is rewritten with pypdf.
+    """
+    data = path.read_bytes()
+    digits = when.strftime("%Y%m%d%H%M%S").encode()
+    stamped, dates = _CREATION_DATE.subn(lambda match: match[1] + digits, data)
+    if dates != 1 or len(_RUN_IDS.findall(stamped)) != 2:
+        _rewrite_pdf(path, data, title, when)
+        return
+
+    def with_ids(identifier: bytes) -> bytes:
+        return _RUN_IDS.sub(lambda match: _HEX32.sub(identifier, match[0]), stamped)
+
+    digest = hashlib.md5(with_ids(b"0" * 32), usedforsecurity=False).hexdigest().upper().encode()
+    write_bytes(path, with_ids(digest))
+
+
+def _rewrite_pdf(path: Path, data: bytes, title: str, when: datetime.datetime) -> None:
     from pypdf import PdfReader
 
-    writer = _reproducible_writer()(clone_from=PdfReader(io.BytesIO(path.read_bytes())))
+    writer = _reproducible_writer()(clone_from=PdfReader(io.BytesIO(data)))
     _write_pdf(writer, path, title, when)
 
 
@@ -284,7 +261,7 @@ def write_zip(folder: Path, target: Path, when: datetime.datetime) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            entry = zipfile.ZipInfo(f"{folder.name}/{path.name}", _zip_time(when))
+            entry = zipfile.ZipInfo(f"{folder.name}/{path.name}", zip_time(when))
             # PDF and DOCX are compressed already: deflating them again costs time, saves nothing.
             entry.compress_type = zipfile.ZIP_STORED if path.suffix in (".pdf", ".docx") else zipfile.ZIP_DEFLATED
             entry.external_attr = 0o644 << 16

@@ -36,7 +36,9 @@ ProgressCallback = Callable[[int, int], None]
 
 def font_environment() -> dict[str, str]:
     """The environment for LibreOffice and fc-*: our font aliases (宋体 → Noto Serif CJK SC)."""
-    return {**os.environ, "FONTCONFIG_FILE": str(FONTS_CONF), "SAL_USE_VCLPLUGIN": "svp"}
+    # TZ: LibreOffice writes the PDF date in local time, whose width depends on the zone
+    # ("Z'" or "+08'00'"); in UTC it is the same on every machine (reportgen sets the value).
+    return {**os.environ, "FONTCONFIG_FILE": str(FONTS_CONF), "SAL_USE_VCLPLUGIN": "svp", "TZ": "UTC"}
 
 
 def find_soffice(soffice: str) -> str:

@@ -12,10 +12,7 @@ the 一级/二级 columns need one merge per group, driven by ``level1_first``/`
 from __future__ import annotations
 
 import datetime
-import io
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,11 +24,8 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from lxml import etree
 
-from .errors import OutputError, TemplateError
-
-# Characters XML 1.0 forbids (C0 controls but tab/newline/CR, lone surrogates, U+FFFE/FFFF):
-# one of them in a value would make Word refuse the whole document.
-_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+from .errors import TemplateError
+from .package import CORE_PART, ILLEGAL_XML, write_package
 
 _VMERGE_CELL = re.compile(r"<w:tc[ >](?:(?!<w:tc[ >]).)*?\{%\s*vmerge\s.*?</w:tc>", re.DOTALL)
 _VMERGE_TAG = re.compile(r"\{%\s*vmerge\s+(.+?)\s*%\}", re.DOTALL)
@@ -45,7 +39,7 @@ _AFTER_VMERGE = re.compile(
 def clean_context(value: Any) -> Any:
     """A copy of ``value`` with XML-illegal characters removed from every string in it."""
     if isinstance(value, str):
-        return _ILLEGAL_XML.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+        return ILLEGAL_XML.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
     if isinstance(value, Mapping):
         return {key: clean_context(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -219,9 +213,9 @@ class _Compiled:
         for part in self.tpl.docx.part.package.parts:
             if part.content_type == _FOOTNOTES_TYPE:
                 sources[part.partname.lstrip("/")] = self.tpl.patch_xml(part.blob.decode("utf-8"))
-        core = dict(self.entries).get(_CORE_PART, b"").decode("utf-8")
+        core = dict(self.entries).get(CORE_PART, b"").decode("utf-8")
         if "{{" in core or "{%" in core:  # docxtpl also renders title, subject… as templates
-            sources[_CORE_PART] = core
+            sources[CORE_PART] = core
         for name, source in sources.items():
             source = re.sub(r"<w:p([ >])", r"\n<w:p\1", source)  # Jinja's line numbers → paragraphs
             try:
@@ -236,7 +230,7 @@ class _Compiled:
         rendered = {}
         for name, template in self.parts.items():
             xml = re.sub(r"\n<w:p([ >])", r"<w:p\1", template.render(context))
-            if name == _CORE_PART:
+            if name == CORE_PART:
                 rendered[name] = xml.encode("utf-8")
                 continue
             xml = _PARAGRAPH.sub(self._resolve_listing, xml)
@@ -268,7 +262,6 @@ class _Compiled:
 _PARAGRAPH = re.compile(r"<w:p(?: [^>]*)?>.*?</w:p>", re.DOTALL)
 _LISTING_CHARS = re.compile("[\t\a\n\f]")
 _FOOTNOTES_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"
-_CORE_PART = "docProps/core.xml"
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _COMPILED: dict[tuple[str, int, int], _Compiled] = {}
 
@@ -288,11 +281,14 @@ def _compiled(template: Path) -> _Compiled:
     return _COMPILED[key]
 
 
-def render_docx(template: Path, context: dict, out: Path, when: datetime.datetime | None = None) -> None:
+def render_docx(
+    template: Path, context: dict, out: Path, when: datetime.datetime | None = None, title: str | None = None
+) -> None:
     """Render ``template`` with ``context`` into ``out``, replacing it only when complete.
 
     The package is reproducible: entries dated ``when`` (or 1980-01-01), and with ``when`` the
-    core properties' created/modified dates too.
+    core properties' created/modified dates too. ``title`` becomes the document's title, which
+    LibreOffice carries into the PDF.
     """
     template, out = Path(template), Path(out)
     data = clean_context(context)
@@ -306,54 +302,4 @@ def render_docx(template: Path, context: dict, out: Path, when: datetime.datetim
     except jinja2.TemplateError as exc:  # SecurityError and the like
         raise TemplateError(f"{template}: 模板渲染失败：{exc}") from exc
     entries = [(name, rendered.get(name, data_)) for name, data_ in compiled.entries]
-    write_package(entries, out, when)
-
-
-# --- reproducible packages ------------------------------------------------------------------
-
-ZIP_EPOCH = datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)  # the earliest a zip can store
-
-
-def zip_time(when: datetime.datetime | None) -> tuple[int, int, int, int, int, int]:
-    when = max(when or ZIP_EPOCH, ZIP_EPOCH)
-    return (when.year, when.month, when.day, when.hour, when.minute, when.second)
-
-
-def _stamp_core_dates(xml: bytes, when: datetime.datetime) -> bytes:
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-    return re.sub(
-        rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", lambda m: m[1] + stamp + m[3], xml
-    )
-
-
-def write_package(entries: list[tuple[str, bytes]], target: Path, when: datetime.datetime | None) -> None:
-    """Write a DOCX package atomically, every entry dated ``when``: same content, same bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
-        for name, data in entries:
-            if name == _CORE_PART and when is not None:
-                data = _stamp_core_dates(data, when)
-            entry = zipfile.ZipInfo(name, zip_time(when))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = 0o644 << 16
-            package.writestr(entry, data)
-    _write_atomic(buffer.getvalue(), target)
-
-
-def _write_atomic(data: bytes, out: Path) -> None:
-    """Write next to ``out`` and rename, so a half-written DOCX never exists under its name."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{out}: 无法写入（{exc.strerror or exc}）") from exc
-    tmp = Path(tmp_name)
-    try:
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the DOCX is an ordinary output
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise OutputError(f"{out}: 无法写入（{exc.strerror or exc}）") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_package(entries, out, when, title)

@@ -103,7 +103,7 @@ def test_source_date_epoch_sets_pdf_dates(tmp_path: Path, monkeypatch: pytest.Mo
     assert build([data], tmp_path / "a").ok and build([data], tmp_path / "b").ok
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
     pdf = next((tmp_path / "a").rglob("数字城管运行费.pdf"))
-    assert PdfReader(pdf).metadata["/CreationDate"] == "D:20231114221320+00'00'"
+    assert PdfReader(pdf).metadata["/CreationDate"] == "D:20231114221320Z'"  # LibreOffice's UTC form
 
 
 def test_noop_rebuild_and_changed_project_rebuilds_alone(tmp_path: Path) -> None:

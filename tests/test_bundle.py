@@ -1,12 +1,16 @@
-"""Bundle helpers: safe file names, atomic writes."""
+"""Bundle helpers: safe file names, atomic writes, reproducible PDFs."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
-from reportgen.bundle import atomic_path, safe_filename
+from reportgen.bundle import atomic_path, normalize_pdf, safe_filename
 from reportgen.errors import OutputError
 
 
@@ -56,3 +60,60 @@ def test_atomic_path_turns_os_errors_into_output_errors(tmp_path: Path) -> None:
     target.write_bytes(b"")
     with pytest.raises(OutputError, match="无法写入"), atomic_path(target / "x.pdf") as temporary:
         temporary.write_bytes(b"data")
+
+
+WHEN = datetime.datetime(2023, 12, 31, 12, tzinfo=datetime.UTC)
+
+
+def _libreoffice_like_pdf(path: Path, run: str) -> Path:
+    """A one-page PDF laid out as LibreOffice writes it, with the parts that change from run to
+    run: the clock date in /Info, the random /ID and LibreOffice's /DocChecksum."""
+    objects = [
+        b"<</Type/Catalog/Pages 2 0 R>>",
+        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>",
+        b"<</Producer(LibreOffice 7.4)\n/CreationDate(D:2026112314" + run.encode() + b"Z')>>",
+    ]
+    data, offsets = b"%PDF-1.6\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(data))
+        data += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(data)
+    data += b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    random_id = hashlib.md5(run.encode()).hexdigest().upper().encode()
+    data += b"trailer\n<</Size 5/Root 1 0 R\n/Info 4 0 R\n/ID [ <%s>\n<%s> ]\n/DocChecksum /%s\n>>\n" % (
+        (random_id,) * 3
+    )
+    path.write_bytes(data + b"startxref\n%d\n%%%%EOF\n" % xref)
+    return path
+
+
+def test_normalize_pdf_makes_libreoffice_runs_identical_in_place(tmp_path: Path) -> None:
+    first = _libreoffice_like_pdf(tmp_path / "a.pdf", "0926")
+    second = _libreoffice_like_pdf(tmp_path / "b.pdf", "1145")
+    sizes = (first.stat().st_size, second.stat().st_size)
+    assert first.read_bytes() != second.read_bytes()
+    normalize_pdf(first, "项目", WHEN)
+    normalize_pdf(second, "项目", WHEN)
+    assert first.read_bytes() == second.read_bytes()
+    assert (first.stat().st_size, second.stat().st_size) == sizes  # patched in place: offsets stay valid
+    reader = PdfReader(first, strict=True)
+    assert reader.metadata["/CreationDate"] == "D:20231231120000Z'"
+    assert len(reader.pages) == 1
+    trailer = first.read_bytes().rsplit(b"trailer", 1)[1]
+    assert len(set(re.findall(rb"[0-9A-F]{32}", trailer))) == 1  # ID and checksum: one content hash
+
+
+def test_normalize_pdf_rewrites_other_producers_reproducibly(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+
+    paths = []
+    for name in ("a", "b"):
+        writer = PdfWriter()  # pypdf draws a random ID and writes no /DocChecksum
+        writer.add_blank_page(width=595, height=842)
+        with (tmp_path / f"{name}.pdf").open("wb") as handle:
+            writer.write(handle)
+        normalize_pdf(tmp_path / f"{name}.pdf", "项目", WHEN)
+        paths.append(tmp_path / f"{name}.pdf")
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert PdfReader(paths[0]).metadata["/Title"] == "项目"
