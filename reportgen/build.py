@@ -361,18 +361,25 @@ class _Assembly:
         self.outcomes: dict[Path, convert.Outcome] = {}
         self.written: list[Bundle] = []
         self.failed: set[Path] = set()
+        self.missing: set[Path] = set()  # staged documents that failed to render
 
-    def expect(self, group: _Group, staged: list[tuple[Job, Path]], summary: Path | None) -> list[Path]:
-        """Note a group's staged documents; returns them in conversion order."""
-        docs = [docx for _, docx in staged]
-        self.staged.update((docx, job) for job, docx in staged)
-        if summary is not None and group.item is not None:
-            self.summaries[group.item.folder] = summary
-            docs.insert(0, summary)
-        if group.item is not None:
-            self.waiting[group.item.folder].extend(docs)
-            self.bundle_of.update((doc, group.item) for doc in docs)
-        return docs
+    def expect(self, document: _Document) -> None:
+        """Note a rendered document, whose PDF will arrive."""
+        item = document.group.item
+        if document.job is not None:
+            self.staged[document.path] = document.job
+        elif item is not None:
+            self.summaries[item.folder] = document.path
+        if item is not None:
+            self.waiting[item.folder].append(document.path)
+            self.bundle_of[document.path] = item
+
+    def unexpected(self, document: _Document) -> None:
+        """A document that failed to render (reported already): LibreOffice will not find it,
+        and its bundle cannot be complete."""
+        self.missing.add(document.path)
+        if document.group.item is not None:
+            self._fail(document.group.item, "本单位有项目未能生成")
 
     def compose(self, staging: Path) -> None:
         """The merged DOCX needs no PDF: made while LibreOffice converts."""
@@ -385,6 +392,8 @@ class _Assembly:
                 self.merged[folder] = target
 
     def arrive(self, doc: Path, outcome: convert.Outcome) -> None:
+        if doc in self.missing:
+            return
         self.outcomes[doc] = outcome
         job = self.staged.get(doc)
         if job is not None:
@@ -392,7 +401,7 @@ class _Assembly:
         item = self.bundle_of.get(doc)
         if item is not None:
             self.waiting[item.folder].remove(doc)
-            if not self.waiting[item.folder]:
+            if not self.waiting[item.folder] and item.folder not in self.failed:
                 self._write(item)
 
     def _publish(self, job: Job, doc: Path, outcome: convert.Outcome) -> None:
@@ -430,43 +439,65 @@ class _Assembly:
                 self._write(item)
 
     def _fail(self, item: Bundle, reason: str) -> None:
+        if item.folder in self.failed:
+            return
         self.failed.add(item.folder)
         self.report.failures.append(f"{item.folder}: {reason}，报送包未更新")
 
 
-def _render_group(
-    group: _Group, staging: Path, counters: tuple[Iterator[int], Iterator[int]], report: Report,
-    progress: Progress, total: int,
-) -> tuple[list[tuple[Job, Path]], Path | None]:
-    """Stage a group's forms (and its bundle's summary) under unique names: one LibreOffice call
-    takes one --outdir, so equal names would split it."""
-    numbers, forms_done = counters
-    staged = []
-    for job in group.jobs:
-        number = next(numbers)
-        target = staging / f"{number:05d}" / f"{number:05d}-{job.stem}.docx"
-        try:
-            render_form(job, target)
-            staged.append((job, target))
-        except ReportgenError as exc:
-            report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
-        progress("生成 Word", next(forms_done), total)
-    summary = None
-    if group.with_summary and group.item is not None:
-        number = next(numbers)
-        summary = staging / f"{number:05d}" / f"{number:05d}-汇总表.docx"
-        render_summary(group.item, summary)
-    return staged, summary
+@dataclass
+class _Document:
+    """One staged document: a project's form, or a bundle's summary when ``job`` is None."""
+
+    path: Path
+    group: _Group
+    job: Job | None = None
+
+
+def _stage(groups: list[_Group], staging: Path) -> list[list[_Document]]:
+    """The documents of each group, summary first, under unique names (one LibreOffice call
+    takes one --outdir, so equal names would split it), in folders that exist."""
+    numbers, staged = itertools.count(1), []
+    for group in groups:
+        documents = []
+        if group.with_summary and group.item is not None:
+            number = next(numbers)
+            documents.append(_Document(staging / f"{number:05d}" / f"{number:05d}-汇总表.docx", group))
+        for job in group.jobs:
+            number = next(numbers)
+            documents.append(_Document(staging / f"{number:05d}" / f"{number:05d}-{job.stem}.docx", group, job))
+        for document in documents:
+            document.path.parent.mkdir()
+        staged.append(documents)
+    return staged
+
+
+def _render(document: _Document, report: Report) -> bool:
+    try:
+        if document.job is None:
+            assert document.group.item is not None
+            render_summary(document.group.item, document.path)
+        else:
+            render_form(document.job, document.path)
+        return True
+    except ReportgenError as exc:
+        source = document.job.checked.source.path if document.job else document.group.item.folder  # type: ignore[union-attr]
+        report.failures.append(f"{display_path(source)}: {exc}")
+        return False
 
 
 def produce(stale: list[Job], bundles: list[Bundle], staging: Path,
             context: tuple[State, Path, Options, Report, Progress]) -> list[Bundle]:
-    """Render, convert, publish and bundle, keeping LibreOffice busy from as early as possible.
+    """Render, convert, publish and bundle, keeping LibreOffice busy from the start.
 
-    Work is cut into one batch per worker; each worker's LibreOffice starts as soon as its batch
-    is rendered, while the next batch renders. The main thread then composes merged DOCX,
-    normalizes PDFs and writes bundles as results come in, so that little is left to do when
-    the last PDF appears.
+    Each worker's LibreOffice is launched first, with the list of documents it will convert,
+    and the documents are rendered into place while it starts up, in the order in which the
+    workers will reach them: LibreOffice needs about a second to start and a tenth of a second
+    per form, rendering takes a hundredth, so each document is there before it is needed
+    (written under a temporary name and renamed, so it is whole or absent). One that is not
+    is skipped by LibreOffice and converted again in the retry. The main thread then composes
+    merged DOCX and, as PDFs arrive, publishes projects and writes bundles, so that little is
+    left to do when the last PDF appears.
     """
     _, _, options, report, progress = context
     assembly = _Assembly(bundles, context)
@@ -484,14 +515,23 @@ def produce(stale: list[Job], bundles: list[Bundle], staging: Path,
                 unavailable = str(exc)
         workers = max(1, options.jobs or os.cpu_count() or 1)
         groups = _groups(stale, bundles, workers)
-        counters = (itertools.count(1), itertools.count(1))  # staged names, forms rendered
-        for batch in convert.balance([group.weight for group in groups], workers):
-            documents = []
-            for group in (groups[index] for index in batch):
-                staged, summary = _render_group(group, staging, counters, report, progress, len(stale))
-                documents.extend(assembly.expect(group, staged, summary))
-            if unavailable is None:
-                pool.submit(documents)
+        staged = _stage(groups, staging)
+        batches = [
+            [document for index in batch for document in staged[index]]
+            for batch in convert.balance([group.weight for group in groups], workers)
+        ]
+        if unavailable is None:
+            for batch in batches:
+                pool.submit([document.path for document in batch])
+        rendered = itertools.count(1)
+        for document in _round_robin(batches):
+            if _render(document, report):
+                assembly.expect(document)
+            else:
+                assembly.unexpected(document)
+            if document.job is not None:
+                progress("生成 Word", next(rendered), len(stale))
+        pool.inputs_written()
         if unavailable is None:
             assembly.compose(staging)
             while pool.running() or not arrivals.empty():
@@ -500,6 +540,12 @@ def produce(stale: list[Job], bundles: list[Bundle], staging: Path,
             pool.wait()
     assembly.finish(unavailable)
     return assembly.written
+
+
+def _round_robin(batches: list[list[_Document]]) -> Iterator[_Document]:
+    """The documents in the order in which parallel workers reach them."""
+    for row in itertools.zip_longest(*batches):
+        yield from (document for document in row if document is not None)
 
 
 _POLL_SECONDS = 0.05

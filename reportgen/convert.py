@@ -126,13 +126,18 @@ class _Worker:
     """
 
     def __init__(self, soffice: str, timeout: float, filter_name: str, processes: _Processes,
-                 deliver: Callable[[Path, Outcome], None]) -> None:
+                 deliver: Callable[[Path, Outcome], None], written: threading.Event) -> None:
         self.soffice, self.timeout, self.filter_name = soffice, timeout, filter_name
-        self.processes, self.deliver = processes, deliver
+        self.processes, self.deliver, self.written = processes, deliver, written
 
     def run(self, batch: list[Path]) -> None:
         with tempfile.TemporaryDirectory(prefix="reportgen-lo-") as profile:
             failed = self._attempt(batch, Path(profile), final=False)
+            # A batch may be launched before its documents are written: retry only once they
+            # all are, and not those that never will be (their rendering failed).
+            self.written.wait()
+            for doc in [doc for doc in failed if not doc.exists()]:
+                self.deliver(doc, failed.pop(doc))
             if failed:
                 self._attempt(list(failed), Path(profile), final=True)
 
@@ -234,6 +239,8 @@ class Pool:
     """Headless LibreOffice workers, one per batch, each started as soon as its batch is
     submitted; ``cancel`` kills them all from any thread.
 
+    A batch may be submitted before its documents are written, as long as each appears whole
+    (renamed into place); ``inputs_written`` says when all are, and retries wait for that.
     ``on_result`` is called (from a worker thread) as soon as a document's outcome is final:
     the PDF beside the DOCX, or why there is none.
     """
@@ -249,12 +256,15 @@ class Pool:
         self._threads: list[threading.Thread] = []
         self._worker: _Worker | None = None
         self._errors: list[BaseException] = []
+        self._written = threading.Event()
 
     def start(self) -> None:
         """Check that LibreOffice and a Simplified-Chinese font are there (``ConvertError``)."""
         executable = find_soffice(self.soffice)
         check_fonts()
-        self._worker = _Worker(executable, self.timeout, _filter(self.pdfa), self._processes, self._deliver)
+        self._worker = _Worker(
+            executable, self.timeout, _filter(self.pdfa), self._processes, self._deliver, self._written
+        )
 
     def submit(self, batch: list[Path]) -> None:
         """Convert ``batch`` in order in a LibreOffice process of its own, starting now."""
@@ -278,6 +288,10 @@ class Pool:
             if not self._processes.stopping:
                 self._errors.append(exc)
 
+    def inputs_written(self) -> None:
+        """Every submitted document is now on disk (or never will be): retries may start."""
+        self._written.set()
+
     def running(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
@@ -290,6 +304,7 @@ class Pool:
 
     def cancel(self) -> None:
         self._processes.kill_all()
+        self._written.set()  # a worker waiting to retry must not wait forever
 
     def _deliver(self, doc: Path, outcome: Outcome) -> None:
         with self._lock:
@@ -304,6 +319,7 @@ class Pool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._written.set()
         if exc_info[0] is not None:
             self.cancel()  # on Ctrl-C too: no LibreOffice outlives the build
         for thread in self._threads:
@@ -328,6 +344,7 @@ def convert_many(
         pool.start()
         for batch in balance([_size(doc) for doc in documents], workers):
             pool.submit([documents[index] for index in batch])
+        pool.inputs_written()
     return pool.outcomes
 
 

@@ -156,7 +156,7 @@ def test_hung_soffice_times_out_and_leaves_no_process(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert not report.ok
     assert report.failures == [
-        f"{project}: LibreOffice 转换超时（2 秒内没有完成）：00001-测试项目.docx",
+        f"{project}: LibreOffice 转换超时（2 秒内没有完成）：00002-测试项目.docx",
         f"{tmp_path}/out/2022/测试单位: 本单位有项目未能生成，报送包未更新",
     ]
     assert elapsed < 15  # two attempts of 2 seconds each, and the rest of the build
@@ -190,7 +190,7 @@ def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) 
     fake = _fake_soffice(tmp_path, f'echo "{marker}" >> "{tmp_path}/calls"; kill -9 $$')
     project = _one_project(tmp_path)
     report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=30, jobs=1))
-    assert report.failures[0] == f"{project}: LibreOffice 未能转换 00001-测试项目.docx：退出码 -9"
+    assert report.failures[0] == f"{project}: LibreOffice 未能转换 00002-测试项目.docx：退出码 -9"
     assert (tmp_path / "calls").read_text(encoding="utf-8").count(marker) == 2  # the batch, then one retry
     assert _processes_named(marker) == []
     assert [p.name for p in (tmp_path / "out").rglob("*.docx")] == ["测试项目.docx"]
@@ -261,3 +261,28 @@ def test_a_big_unit_is_cut_so_that_every_worker_gets_a_share() -> None:
     assert [len(group.jobs) for group in groups] == [3, 3, 3, 1]
     assert [group.with_summary for group in groups] == [True, False, False, False]  # one summary per unit
     assert [job for group in groups for job in group.jobs] == jobs
+
+
+def test_a_form_that_fails_to_render_is_reported_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LibreOffice is launched before the forms are written; one that never is must cost no
+    retry and no second message, and its unit's bundle is not updated."""
+    from reportgen import build as pipeline
+    from reportgen.errors import TemplateError
+
+    render_form = pipeline.render_form
+
+    def failing(job, target: Path) -> None:
+        if job.stem == "网格信息采集工作":
+            raise TemplateError("模板渲染失败：测试")
+        render_form(job, target)
+
+    monkeypatch.setattr(pipeline, "render_form", failing)
+    report = build([DATA / "2022"], tmp_path)
+    unit = tmp_path / "2022/深圳市龙华区平安建设中心"
+    assert report.failures == [
+        "data/2022/深圳龙华区平安建设中心/网格信息采集工作.yaml: 模板渲染失败：测试",
+        f"{unit}: 本单位有项目未能生成，报送包未更新",
+    ]
+    assert report.rebuilt == 1
+    form = "数字化城管信息系统运行项目（系统操作员）"
+    assert sorted(p.name for p in unit.iterdir()) == [f"{form}.docx", f"{form}.pdf"]
