@@ -151,11 +151,16 @@ def templates_root() -> Path:
     """``templates/docx``: from $REPORTGEN_TEMPLATES, the installed package, or the checkout."""
     if os.environ.get(TEMPLATES_ENV):
         return Path(os.environ[TEMPLATES_ENV])
-    here = Path(__file__).resolve().parent
+    here = _package_folder()
     for candidate in (here / "templates" / "docx", here.parent / "templates" / "docx"):
         if candidate.is_dir():
             return candidate
     raise RegionError("找不到地区模板文件夹 templates/docx；可用环境变量 REPORTGEN_TEMPLATES 指定")
+
+
+@cache  # asked once per project; resolving the module's path costs a system call per folder level
+def _package_folder() -> Path:
+    return Path(__file__).resolve().parent
 
 
 def _load_region(folder: Path) -> Region:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -267,10 +268,17 @@ UNIT_FIELDS = (
 
 
 def labels_of(model: type[BaseModel], name: str) -> tuple[str, list[str]]:
+    label, aliases = _labels(model, name)
+    return label, list(aliases)  # a fresh list: callers may change it, the cache must not
+
+
+@cache  # asked for every key of every file; the fields never change
+def _labels(model: type[BaseModel], name: str) -> tuple[str, tuple[str, ...]]:
     extra = model.model_fields[name].json_schema_extra or {}
-    return extra.get("label", name), list(extra.get("aliases", []))
+    return extra.get("label", name), tuple(extra.get("aliases", []))
 
 
+@cache
 def nested_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     """The model a field holds, itself or as list items (None for plain values)."""
     annotation = model.model_fields[name].annotation

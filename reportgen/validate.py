@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import typing
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -92,6 +93,7 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return model
 
 
+@cache  # one per model, read for every mapping of every file (never changed by callers)
 def _key_index(model: type[BaseModel]) -> dict[str, str]:
     """Every accepted spelling of a model's keys (normalized) → field name."""
     index = {}
@@ -102,6 +104,7 @@ def _key_index(model: type[BaseModel]) -> dict[str, str]:
     return index
 
 
+@lru_cache(maxsize=4096)  # the same few dozen keys recur in every file
 def _norm_key(key: str) -> str:
     return normalize_text(key).replace(" ", "").replace("（", "(").replace("）", ")").lower()
 
@@ -109,8 +112,8 @@ def _norm_key(key: str) -> str:
 class _Resolver:
     """Translates the user's keys to model names, recording where each stood."""
 
-    def __init__(self, document: Document, checked: Checked, allowed: tuple[str, ...] | None) -> None:
-        self.file = display_path(document.path)
+    def __init__(self, file: str, checked: Checked, allowed: tuple[str, ...] | None) -> None:
+        self.file = file
         self.checked = checked
         self.allowed = allowed  # unit files may only set UNIT_FIELDS
 
@@ -250,25 +253,47 @@ def _apply(checked: Checked, findings: list[Finding]) -> None:
             checked.problem(finding.loc, finding.severity, finding.message)
 
 
-def check_source(source: Source) -> Checked:
+class Files:
+    """The files of one run: each unit file is read once however many projects share it, and
+    each path is named for display once (resolving it costs several system calls)."""
+
+    def __init__(self) -> None:
+        self._units: dict[Path, Document] = {}
+        self._names: dict[Path, str] = {}
+
+    def unit(self, path: Path) -> Document:
+        # Shared between projects: safe because nothing changes a Document after loading.
+        if path not in self._units:
+            self._units[path] = load_file(path)
+        return self._units[path]
+
+    def name(self, path: Path) -> str:
+        if path not in self._names:
+            self._names[path] = display_path(path)
+        return self._names[path]
+
+
+def check_source(source: Source, files: Files | None = None) -> Checked:
     """Load, resolve, validate, check and score one project file; never raises on bad data."""
+    files = Files() if files is None else files
     checked = Checked(source)
-    _check_into(checked)
-    project_file = display_path(source.path)
+    _check_into(checked, files)
+    project_file = files.name(source.path)
     checked.problems.sort(key=lambda p: (p.file != project_file, p.file, p.line, p.col))
     return checked
 
 
-def _check_into(checked: Checked) -> None:
+def _check_into(checked: Checked, files: Files) -> None:
     source = checked.source
-    documents = [load_file(path) for path in (*source.unit_files, source.path)]
+    documents = [files.unit(path) for path in source.unit_files]
+    documents.append(load_file(source.path))  # each project file is read once anyway: not kept
     merged: dict = {}
     for position, document in enumerate(documents):
         checked.problems.extend(document.problems)
         if document.data is None:
             continue
         is_unit = position < len(documents) - 1
-        resolver = _Resolver(document, checked, UNIT_FIELDS if is_unit else None)
+        resolver = _Resolver(files.name(document.path), checked, UNIT_FIELDS if is_unit else None)
         if not is_unit:
             resolver.place((), "", document.data.mark)
         merged = _merge(merged, resolver.mapping(document.data, Project, (), ""))
@@ -294,8 +319,9 @@ def _check_into(checked: Checked) -> None:
 
 def check_all(sources: list[Source]) -> list[Checked]:
     """Every project, then the checks across projects (one name per unit and year)."""
-    results = [check_source(source) for source in sources]
-    _report_unit_files_once(results)
+    files = Files()
+    results = [check_source(source, files) for source in sources]
+    _report_unit_files_once(results, files)
     seen: dict[tuple, Checked] = {}
     for checked in results:
         project = checked.project
@@ -303,18 +329,18 @@ def check_all(sources: list[Source]) -> list[Checked]:
             continue
         key = (project.year, project.implementing_unit or "", normalize_text(project.name))
         if key in seen:
-            first = display_path(seen[key].source.path)
+            first = files.name(seen[key].source.path)
             checked.problem(("name",), "error", f"与 {first} 的项目同名（同一单位、同一年度的项目名称不能重复）")
         else:
             seen[key] = checked
     return results
 
 
-def _report_unit_files_once(results: list[Checked]) -> None:
+def _report_unit_files_once(results: list[Checked], files: Files) -> None:
     """A unit file shared by many projects has its problems printed with the first only."""
     shown: set[Problem] = set()
     for checked in results:
-        project_file = display_path(checked.source.path)
+        project_file = files.name(checked.source.path)
         kept = []
         for problem in checked.problems:
             if problem.file != project_file:

@@ -29,8 +29,11 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip()
 
 
+_NOT_APPLICABLE = frozenset(normalize_text(m) for m in NOT_APPLICABLE_MARKS)  # built once: asked per number cell
+
+
 def is_not_applicable(text: str) -> bool:
-    return normalize_text(text) in {normalize_text(m) for m in NOT_APPLICABLE_MARKS}
+    return normalize_text(text) in _NOT_APPLICABLE
 
 
 def parse_decimal(text: str, what: str = "数字") -> Decimal:
