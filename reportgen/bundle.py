@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import datetime
 import functools
+import gc
 import hashlib
 import io
 import json
@@ -205,6 +206,11 @@ def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None
         composer.append(new_docx(str(part)))
     with atomic_path(target) as temporary:
         composer.save(str(temporary))
+    # python-docx's parts and package refer to each other, so the documents' XML trees (tens
+    # of MB, invisible to Python's collector heuristics) would wait for a full collection:
+    # without this, a build's memory grows with every unit merged.
+    del composer
+    gc.collect()
     normalize_docx(target, when)
 
 
