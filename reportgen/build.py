@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import gc
 import hashlib
 import itertools
 import json
@@ -598,10 +599,14 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         report.skipped = len(jobs) - len(stale)
         bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
         stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
+        # The projects live until the end: keep them out of the garbage collections made while
+        # producing (merge_docx collects once per unit), which then only walk what it creates.
+        gc.freeze()
         try:
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
                 written = produce(stale, stale_bundles, Path(staging), (state, out, options, report, progress))
         finally:
+            gc.unfreeze()
             state.save()  # what was published is recorded, also when the build stops early
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
