@@ -3,9 +3,12 @@
 Starting LibreOffice costs far more than converting a one-page form, so documents are handed
 out in batches: one ``soffice --convert-to pdf`` call per worker, as many workers as cores,
 each with its own profile folder (two processes sharing a profile would hand their work to
-each other). A worker that produces no PDF for ``timeout`` seconds (its start-up included) is killed with its
-whole process group; its unfinished documents are retried once in a fresh process. No
-LibreOffice process outlives the call, also on Ctrl-C.
+each other). A batch may be launched before its documents are written (LibreOffice opens each
+when it reaches it), and each PDF is handed back as soon as it is complete, so that the caller
+renders while LibreOffice starts and bundles while it converts. A worker that produces no PDF
+for ``timeout`` seconds (its start-up included) is killed with its whole process group; its
+unfinished documents are retried once in a fresh process. No LibreOffice process outlives the
+call, also on Ctrl-C.
 """
 
 from __future__ import annotations
