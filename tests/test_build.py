@@ -286,3 +286,35 @@ def test_a_form_that_fails_to_render_is_reported_once(tmp_path: Path, monkeypatc
     assert report.rebuilt == 1
     form = "数字化城管信息系统运行项目（系统操作员）"
     assert sorted(p.name for p in unit.iterdir()) == [f"{form}.docx", f"{form}.pdf"]
+
+
+def test_a_document_written_after_libreoffice_reached_it_is_converted_in_the_retry(tmp_path: Path) -> None:
+    """Batches are launched before their documents are written; one LibreOffice reaches too
+    early is skipped by it, and converted by the retry once every document is written."""
+    from reportgen.convert import Pool
+
+    blank, calls = _blank_pdf(tmp_path / "blank.pdf"), tmp_path / "calls"
+    fake = _fake_soffice(tmp_path, f"""
+out=""; docs=()
+while [ $# -gt 0 ]; do
+  case "$1" in --outdir) out="$2"; shift 2;; --convert-to) shift 2;; -*) shift;; *) docs+=("$1"); shift;; esac
+done
+for doc in "${{docs[@]}}"; do [ -f "$doc" ] && cp "{blank}" "$out/$(basename "$doc" .docx).pdf"; done
+echo call >> "{calls}"
+""")
+    docs = []
+    for name in ("a", "b", "never"):
+        (tmp_path / name).mkdir()
+        docs.append(tmp_path / name / f"{name}.docx")
+    docs[0].write_bytes(b"written in time")
+    with Pool(str(fake), timeout=30) as pool:
+        pool.submit(docs)
+        while not calls.exists():  # the first call has looked at every document: b was not there
+            time.sleep(0.01)
+        docs[1].write_bytes(b"written late")
+        pool.inputs_written()  # "never" failed to render: it is not retried
+    outcomes = pool.outcomes
+    assert outcomes[docs[0]] == docs[0].with_suffix(".pdf")
+    assert outcomes[docs[1]] == docs[1].with_suffix(".pdf")
+    assert outcomes[docs[2]] == "LibreOffice 未能转换 never.docx：退出码 0"
+    assert calls.read_text(encoding="utf-8").count("call") == 2  # the batch, then b alone
