@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,6 +69,8 @@ class BuildRun:
     tree_peak_mb: float  # highest sampled sum of PSS over the python processes (main + workers)
     stages: dict[str, float] = field(default_factory=dict)  # stage → seconds since start
     summary: str = ""
+    cpu_self: float = 0.0  # CPU seconds of the reportgen process (all its threads)
+    cpu_children: float = 0.0  # CPU seconds of what it started and waited for: LibreOffice
 
 
 def _status_kb(pid: int, path: str, key: str) -> int | None:
@@ -114,14 +117,28 @@ def _python_tree(root: int) -> list[int]:
     return pythons
 
 
-def _watch_memory(process: subprocess.Popen, peak: list[int]) -> None:
-    """peak[0]: VmHWM of the main process; peak[1]: highest PSS sum over its python tree (kB)."""
-    while process.poll() is None:
-        value = _status_kb(process.pid, "status", "VmHWM:")
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _watch(pid: int, done: threading.Event, peak: list[int], cpu: list[float]) -> None:
+    """peak[0]: VmHWM of the main process; peak[1]: highest PSS sum over its python tree (kB);
+    cpu[0]: the main process's CPU seconds at the last sample (it is not reaped before ``done``)."""
+    while not done.is_set():
+        value = _status_kb(pid, "status", "VmHWM:")
         if value is not None:
             peak[0] = max(peak[0], value)
-        pss = [_status_kb(pid, "smaps_rollup", "Pss:") for pid in _python_tree(process.pid)]
+        pss = [_status_kb(child, "smaps_rollup", "Pss:") for child in _python_tree(pid)]
         peak[1] = max(peak[1], sum(kb for kb in pss if kb))
+        seconds = _cpu_seconds(pid)
+        if seconds is not None:
+            cpu[0] = seconds
         time.sleep(POLL_SECONDS)
 
 
@@ -139,22 +156,33 @@ def run_build(data: Path, out: Path) -> BuildRun:
     command = [sys.executable, "-m", "reportgen", "build", str(data), "-o", str(out)]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak, stages, errors, output = [0, 0], {}, [], []
+    peak, cpu, stages, errors, output, done = [0, 0], [0.0], {}, [], [], threading.Event()
     threads = [
-        threading.Thread(target=_watch_memory, args=(process, peak)),
+        threading.Thread(target=_watch, args=(process.pid, done, peak, cpu)),
         threading.Thread(target=_read_stages, args=(process.stderr, started, stages, errors)),
         threading.Thread(target=lambda: output.extend(process.stdout.read().decode().splitlines())),
     ]
     for thread in threads:
         thread.start()
-    process.wait()
+    # wait4 rather than wait: its usage counts the process and the LibreOffice it waited for.
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        sample = _cpu_seconds(process.pid)
+        cpu[0] = sample if sample is not None else cpu[0]
+        time.sleep(0.01)
+    process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
+    done.set()
     for thread in threads:
         thread.join()
     if process.returncode != 0:
         tail = "\n".join([*output, *errors][-20:])
         raise SystemExit(f"reportgen build failed (exit {process.returncode}):\n{tail}")
-    return BuildRun(seconds, peak[0] / 1024, peak[1] / 1024, stages, output[-1] if output else "")
+    total = usage.ru_utime + usage.ru_stime
+    return BuildRun(seconds, peak[0] / 1024, peak[1] / 1024, stages, output[-1] if output else "",
+                    cpu[0], max(0.0, total - cpu[0]))
 
 
 def render_all(data: Path, folder: Path) -> tuple[list[Path], float]:
@@ -223,6 +251,7 @@ class FloorRun:
     seconds: float
     calls: int
     missing: int = 0
+    cpu: float = 0.0  # CPU seconds of the LibreOffice processes
 
 
 def _worker(soffice: str, profile: Path, outdir: Path, documents: list[Path]) -> None:
@@ -244,17 +273,20 @@ def run_floor(documents: list[Path], scratch: Path, soffice: str, workers: int) 
         threading.Thread(target=_worker, args=(soffice, profile, outdir, batch))
         for batch, profile, outdir in zip(batches, profiles, outdirs, strict=True)
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     missing = sum(len(_missing_pdfs(batch, outdir)) for batch, outdir in zip(batches, outdirs, strict=True))
     for folder in [*outdirs, *profiles]:
         shutil.rmtree(folder, ignore_errors=True)
     calls = sum(-(-len(batch) // MAX_DOCS_PER_CALL) for batch in batches)
-    return FloorRun(seconds, calls, missing)
+    return FloorRun(seconds, calls, missing, cpu)
 
 
 # --- one size -------------------------------------------------------------------------------
@@ -315,6 +347,9 @@ class SizeResult:
             "c_extrapolated": any(run.measured < self.n for run in self.naive),
             "d_floor_s": self.d, "c_over_a": self.c / self.a, "a_over_d": self.a / self.d,
             "peak_rss_main_mb": self.peak_mb, "peak_pss_tree_mb": self.tree_peak_mb,
+            "a_cpu_reportgen_s": self.median([run.cpu_self for run in self.cold]),
+            "a_cpu_libreoffice_s": self.median([run.cpu_children for run in self.cold]),
+            "d_cpu_libreoffice_s": self.median([run.cpu for run in self.floor]),
             "runs": {
                 "cold": [asdict(run) for run in self.cold], "noop": [asdict(run) for run in self.noop],
                 "naive": [asdict(run) for run in self.naive], "floor": [asdict(run) for run in self.floor],
@@ -403,6 +438,14 @@ def table(result: SizeResult) -> str:
             f"and extrapolated: first + mean × ({n} − 1)"
         )
     lines.append(f"  (a) stages: {stages}")
+    own = result.median([run.cpu_self for run in result.cold])
+    office = result.median([run.cpu_children for run in result.cold])
+    floor = result.median([run.cpu for run in result.floor])
+    lines.append(
+        f"  CPU seconds: (a) reportgen {own:.1f} + LibreOffice {office:.1f}; (d) LibreOffice {floor:.1f}. "
+        f"With every core busy, (a) takes at least ({own:.1f} + {office:.1f}) / {workers} = "
+        f"{(own + office) / workers:.1f} s"
+    )
     missing = [run.missing for run in result.naive] + [run.missing for run in result.floor]
     if any(missing):
         lines.append(f"  WARNING: PDFs missing in (c)/(d) runs: {missing}; those timings are too low")
