@@ -195,15 +195,26 @@ def _composer() -> type:
     return DeferredComposer
 
 
+_PAGE_SETUP = (
+    "orientation", "page_width", "page_height", "left_margin", "right_margin", "top_margin",
+    "bottom_margin", "gutter", "header_distance", "footer_distance",
+)
+
+
 def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:
-    """One DOCX of all parts in order, each starting on a new page (docxcompose)."""
+    """One DOCX of all parts in order (docxcompose), each in a section of its own that starts
+    on a new page and keeps the part's page setup: docxcompose alone would give every part the
+    first one's, and a landscape form after the portrait summary would lose its orientation."""
     from docx import Document as new_docx
-    from docx.enum.text import WD_BREAK
+    from docx.enum.section import WD_SECTION
 
     composer = _composer()(new_docx(str(parts[0])))
     for part in parts[1:]:
-        composer.doc.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
-        composer.append(new_docx(str(part)))
+        document = new_docx(str(part))
+        section = composer.doc.add_section(WD_SECTION.NEW_PAGE)
+        composer.append(document)
+        for name in _PAGE_SETUP:
+            setattr(section, name, getattr(document.sections[-1], name))
     with atomic_path(target) as temporary:
         composer.save(str(temporary))
     # python-docx's parts and package refer to each other, so the documents' XML trees (tens

@@ -117,3 +117,40 @@ def test_normalize_pdf_rewrites_other_producers_reproducibly(tmp_path: Path) -> 
         paths.append(tmp_path / f"{name}.pdf")
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert PdfReader(paths[0]).metadata["/Title"] == "项目"
+
+
+def _document(path: Path, text: str, landscape: bool) -> Path:
+    from docx import Document
+    from docx.enum.section import WD_ORIENT
+    from docx.shared import Mm
+
+    document = Document()
+    section = document.sections[0]
+    width, height = (Mm(297), Mm(210)) if landscape else (Mm(210), Mm(297))
+    section.orientation = WD_ORIENT.LANDSCAPE if landscape else WD_ORIENT.PORTRAIT
+    section.page_width, section.page_height = width, height
+    section.left_margin = Mm(30 if landscape else 20)
+    document.add_paragraph(text)
+    document.save(str(path))
+    return path
+
+
+def test_merged_docx_keeps_each_parts_page_setup(tmp_path: Path) -> None:
+    """A region's form may be landscape while the summary page is portrait: each part of the
+    merged DOCX keeps its own page size, orientation and margins, and starts on a new page."""
+    from docx import Document
+    from docx.enum.section import WD_SECTION
+
+    from reportgen.bundle import merge_docx
+
+    parts = [
+        _document(tmp_path / "summary.docx", "汇总表", landscape=False),
+        _document(tmp_path / "wide.docx", "横向的表", landscape=True),
+        _document(tmp_path / "tall.docx", "纵向的表", landscape=False),
+    ]
+    merge_docx(parts, tmp_path / "merged.docx", WHEN)
+    merged = Document(str(tmp_path / "merged.docx"))
+    setups = [(s.page_width.mm, s.page_height.mm, s.left_margin.mm) for s in merged.sections]
+    assert [tuple(round(v) for v in setup) for setup in setups] == [(210, 297, 20), (297, 210, 30), (210, 297, 20)]
+    assert all(section.start_type == WD_SECTION.NEW_PAGE for section in merged.sections[1:])
+    assert [p.text for p in merged.paragraphs if p.text] == ["汇总表", "横向的表", "纵向的表"]
