@@ -207,6 +207,14 @@ def test_long_batches_are_split_below_libreoffices_limit() -> None:
     assert all(len({doc.stem for doc in part}) == len(part) for part in parts)  # one --outdir each
 
 
+# A fake soffice's reading of its command line: the --outdir and the documents, in order.
+FAKE_ARGUMENTS = """
+out=""; docs=()
+while [ $# -gt 0 ]; do
+  case "$1" in --outdir) out="$2"; shift 2;; --convert-to) shift 2;; -*) shift;; *) docs+=("$1"); shift;; esac
+done"""
+
+
 def _blank_pdf(path: Path) -> Path:
     from pypdf import PdfWriter
 
@@ -222,11 +230,7 @@ def test_each_pdf_is_handed_back_while_libreoffice_still_converts(tmp_path: Path
     from reportgen.convert import Pool
 
     blank, finished = _blank_pdf(tmp_path / "blank.pdf"), tmp_path / "finished"
-    fake = _fake_soffice(tmp_path, f"""
-out=""; docs=()
-while [ $# -gt 0 ]; do
-  case "$1" in --outdir) out="$2"; shift 2;; --convert-to) shift 2;; -*) shift;; *) docs+=("$1"); shift;; esac
-done
+    fake = _fake_soffice(tmp_path, FAKE_ARGUMENTS + f"""
 for doc in "${{docs[@]}}"; do cp "{blank}" "$out/$(basename "$doc" .docx).pdf"; sleep 0.3; done
 sleep 2; touch "{finished}" """)
     docs = []
@@ -294,11 +298,7 @@ def test_a_document_written_after_libreoffice_reached_it_is_converted_in_the_ret
     from reportgen.convert import Pool
 
     blank, calls = _blank_pdf(tmp_path / "blank.pdf"), tmp_path / "calls"
-    fake = _fake_soffice(tmp_path, f"""
-out=""; docs=()
-while [ $# -gt 0 ]; do
-  case "$1" in --outdir) out="$2"; shift 2;; --convert-to) shift 2;; -*) shift;; *) docs+=("$1"); shift;; esac
-done
+    fake = _fake_soffice(tmp_path, FAKE_ARGUMENTS + f"""
 for doc in "${{docs[@]}}"; do [ -f "$doc" ] && cp "{blank}" "$out/$(basename "$doc" .docx).pdf"; done
 echo call >> "{calls}"
 """)
