@@ -224,6 +224,12 @@ class _Compiled:
                 near = " ".join(s.strip() for s in _text_near(source, exc.lineno) if s.strip())
                 raise TemplateError(f"{path}: 模板语法错误：{exc.message}（附近：{near}）") from exc
         self.body_part = body_part
+        # The template's document element around its body, which each form's body replaces.
+        original = dict(self.entries)[body_part]
+        start, end = re.search(rb"<w:body[ >/]", original), original.rfind(b"</w:body>")
+        if start is None or end < 0:  # an empty <w:body/>: nothing to fill in
+            raise TemplateError(f"{path}: 模板正文为空")
+        self.before_body, self.after_body = original[: start.start()], original[end + len(b"</w:body>") :]
 
     def render(self, context: Mapping[str, Any]) -> dict[str, bytes]:
         """The rendered parts, by package entry name."""
@@ -250,13 +256,7 @@ class _Compiled:
         tree = self.tpl.fix_tables(body_xml)  # docxtpl's grid repair after column tags
         self.tpl.docx_ids_index = 1000
         self.tpl.fix_docpr_ids(tree)
-        body = etree.tostring(tree, encoding="utf-8")
-        original = dict(self.entries)[self.body_part]
-        start = re.search(rb"<w:body[ >/]", original)
-        end = original.rfind(b"</w:body>")
-        if start is None or end < 0:  # an empty <w:body/>: nothing of the template to keep
-            raise TemplateError("模板正文为空")
-        return original[: start.start()] + body + original[end + len(b"</w:body>") :]
+        return self.before_body + etree.tostring(tree, encoding="utf-8") + self.after_body
 
 
 _PARAGRAPH = re.compile(r"<w:p(?: [^>]*)?>.*?</w:p>", re.DOTALL)
