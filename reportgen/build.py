@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import __version__, bundle, convert, view
 from .bundle import SummaryRow
-from .errors import OutputError, Problem, ReportgenError, display_path
+from .errors import ConvertError, OutputError, Problem, ReportgenError, display_path
 from .score import column_total
 from .validate import Checked, check_paths
 from .values import format_decimal, round_half_up
@@ -391,6 +391,12 @@ class _Assembly:
                 target = staging / f"merged-{index:05d}.docx"
                 bundle.merge_docx(parts, target, item.when)  # type: ignore[arg-type]
                 self.merged[folder] = target
+                # python-docx's parts and package refer to each other, so the unit's XML trees
+                # (tens of MB, unseen by the collector's heuristics) wait for a full collection;
+                # what survives it lives to the end of the build, and freezing it keeps the next
+                # unit's collection from walking it again.
+                gc.collect()
+                gc.freeze()
 
     def arrive(self, doc: Path, outcome: convert.Outcome) -> None:
         if doc in self.missing:
@@ -412,7 +418,11 @@ class _Assembly:
         if pdf is None:
             self.report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
         elif not self.options.pdfa:  # rewriting would break PDF/A's matching XMP metadata
-            bundle.normalize_pdf(pdf, project.name, job.when)
+            try:
+                bundle.normalize_pdf(pdf, project.name, job.when)
+            except ConvertError as exc:
+                self.report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
+                pdf = None
         publish(job, doc, pdf, self.state, self.out)
         self.report.rebuilt += pdf is not None
 
@@ -424,7 +434,11 @@ class _Assembly:
         elif not isinstance(summary_pdf, Path):
             self._fail(item, f"汇总表未能转换（{summary_pdf}）")
         else:
-            _write_bundle(item, merged, summary_pdf, self.out)
+            try:
+                _write_bundle(item, merged, summary_pdf, self.out)
+            except ConvertError as exc:
+                self._fail(item, f"合并 PDF 失败：{exc}")
+                return
             self.state.record(item.key(self.out), item.fingerprint, item.outputs)
             self.written.append(item)
             self.progress("打包", len(self.written), len(self.by_folder))
@@ -555,10 +569,11 @@ _POLL_SECONDS = 0.05
 def _write_bundle(item: Bundle, merged_docx: Path, summary_pdf: Path, out: Path) -> None:
     folder, members, when = item.folder, item.members, item.when
     docx_name, pdf_name, csv_name, manifest_name = Bundle.NAMES
-    _remove_strays(folder, {f"{j.stem}{s}" for j in members for s in (".docx", ".pdf")} | set(Bundle.NAMES))
-    _move(merged_docx, folder / docx_name)
+    # The merge reads every PDF and may find one broken: first, so that nothing has changed then.
     parts = [("汇总表", summary_pdf), *((j.checked.project.name, j.pdf) for j in members)]
     bundle.merge_pdfs(parts, folder / pdf_name, item.title, when)
+    _remove_strays(folder, {f"{j.stem}{s}" for j in members for s in (".docx", ".pdf")} | set(Bundle.NAMES))
+    _move(merged_docx, folder / docx_name)
     bundle.write_summary_csv([summary_row(j) for j in members], folder / csv_name)
     info = {
         "reportgen": __version__,
@@ -600,7 +615,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
         stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
         # The projects live until the end: keep them out of the garbage collections made while
-        # producing (merge_docx collects once per unit), which then only walk what it creates.
+        # producing (once per merged unit), which then only walk what it creates.
         gc.freeze()
         try:
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:

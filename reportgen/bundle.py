@@ -7,21 +7,23 @@ written to a temporary name and renamed into place, so no half-written file is e
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime
 import functools
-import gc
 import hashlib
 import io
 import json
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .package import atomic_path, write_bytes, write_package, zip_time
+from .errors import ConvertError
+from .package import write_bytes, write_package, zip_time
 
 # python-docx, docxcompose and pypdf are imported where they are used: a build with nothing to
 # redo needs this module's names and checksums only, and should not pay for loading them.
@@ -73,11 +75,11 @@ def sha256_of(path: Path) -> str:
 # --- reproducible DOCX and PDF --------------------------------------------------------------
 
 
-def normalize_docx(path: Path, when: datetime.datetime) -> None:
-    """Rewrite a DOCX with fixed entry times and core-property dates: same input, same bytes."""
-    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as old:
+def write_normalized_docx(package: bytes, target: Path, when: datetime.datetime) -> None:
+    """Write a DOCX package with fixed entry times and core-property dates: same input, same bytes."""
+    with zipfile.ZipFile(io.BytesIO(package)) as old:
         entries = [(info.filename, old.read(info)) for info in old.infolist()]
-    write_package(entries, path, when)
+    write_package(entries, target, when)
 
 
 _PLACEHOLDER_ID = b"\x00" * 16
@@ -150,10 +152,22 @@ def normalize_pdf(path: Path, title: str, when: datetime.datetime) -> None:
     write_bytes(path, with_ids(digest))
 
 
+@contextlib.contextmanager
+def _reading_pdf(path: Path) -> Iterator[None]:
+    """pypdf's errors while reading ``path`` as a ConvertError naming it."""
+    from pypdf.errors import PyPdfError
+
+    try:
+        yield
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise ConvertError(f"{path.name}：PDF 文件已损坏，无法读取（{type(exc).__name__}: {exc}）") from exc
+
+
 def _rewrite_pdf(path: Path, data: bytes, title: str, when: datetime.datetime) -> None:
     from pypdf import PdfReader
 
-    writer = _reproducible_writer()(clone_from=PdfReader(io.BytesIO(data)))
+    with _reading_pdf(path):
+        writer = _reproducible_writer()(clone_from=PdfReader(io.BytesIO(data)))
     _write_pdf(writer, path, title, when)
 
 
@@ -163,12 +177,14 @@ def merge_pdfs(parts: list[tuple[str, Path]], target: Path, title: str, when: da
 
     writer = _reproducible_writer()()
     for bookmark, path in parts:
-        writer.append(PdfReader(io.BytesIO(path.read_bytes())), outline_item=bookmark, import_outline=False)
+        with _reading_pdf(path):
+            writer.append(PdfReader(io.BytesIO(path.read_bytes())), outline_item=bookmark, import_outline=False)
     _write_pdf(writer, target, title, when)
 
 
 @functools.cache
 def _composer() -> type:
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
     from docxcompose.composer import Composer
 
     class DeferredComposer(Composer):
@@ -177,6 +193,13 @@ def _composer() -> type:
         the start, so one pass before saving gives the same ids."""
 
         _RENUMBER = ("renumber_bookmarks", "renumber_docpr_ids", "renumber_nvpicpr_ids")
+
+        def insert(self, index: int, doc, remove_property_fields: bool = True) -> None:
+            # Dissolving custom-property fields reads docxcompose's own custom.xml template from
+            # disk for every document; a document without custom properties has no such fields.
+            if remove_property_fields:
+                remove_property_fields = RT.CUSTOM_PROPERTIES in {r.reltype for r in doc.part.package.rels.values()}
+            super().insert(index, doc, remove_property_fields)
 
         def renumber_bookmarks(self) -> None:
             pass
@@ -187,7 +210,7 @@ def _composer() -> type:
         def renumber_nvpicpr_ids(self) -> None:
             pass
 
-        def save(self, filename: str) -> None:
+        def save(self, filename) -> None:
             for name in self._RENUMBER:
                 getattr(Composer, name)(self)
             super().save(filename)
@@ -215,14 +238,9 @@ def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None
         composer.append(document)
         for name in _PAGE_SETUP:
             setattr(section, name, getattr(document.sections[-1], name))
-    with atomic_path(target) as temporary:
-        composer.save(str(temporary))
-    # python-docx's parts and package refer to each other, so the documents' XML trees (tens
-    # of MB, invisible to Python's collector heuristics) would wait for a full collection:
-    # without this, a build's memory grows with every unit merged.
-    del composer
-    gc.collect()
-    normalize_docx(target, when)
+    package = io.BytesIO()
+    composer.save(package)
+    write_normalized_docx(package.getvalue(), target, when)
 
 
 # --- the summary (汇总表) --------------------------------------------------------------------

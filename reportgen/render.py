@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 import jinja2
 from docxtpl import DocxTemplate
@@ -224,6 +225,11 @@ class _Compiled:
                 near = " ".join(s.strip() for s in _text_near(source, exc.lineno) if s.strip())
                 raise TemplateError(f"{path}: 模板语法错误：{exc.message}（附近：{near}）") from exc
         self.body_part = body_part
+        # docxtpl re-parses every rendered body to repair table grids after cell-level tags and
+        # to renumber drawings; a template with neither needs no tree, only a well-formedness
+        # check, which costs a fifth as much.
+        raw = self.tpl.get_xml()
+        self.needs_tree = "docPr" in raw or bool(_CELL_TAGS.search(re.sub(r"<[^>]*>", "", raw)))
         # The template's document element around its body, which each form's body replaces.
         original = dict(self.entries)[body_part]
         start, end = re.search(rb"<w:body[ >/]", original), original.rfind(b"</w:body>")
@@ -235,11 +241,12 @@ class _Compiled:
         """The rendered parts, by package entry name."""
         rendered = {}
         for name, template in self.parts.items():
-            xml = re.sub(r"\n<w:p([ >])", r"<w:p\1", template.render(context))
+            xml = template.render(context).replace("\n<w:p ", "<w:p ").replace("\n<w:p>", "<w:p>")
             if name == CORE_PART:
                 rendered[name] = xml.encode("utf-8")
                 continue
-            xml = _PARAGRAPH.sub(self._resolve_listing, xml)
+            if any(char in xml for char in _LISTING_CHARS):  # rare: a scan is cheaper than the pass
+                xml = _PARAGRAPH.sub(self._resolve_listing, xml)
             if name == self.body_part:
                 rendered[name] = self._document(xml)
             else:
@@ -249,18 +256,35 @@ class _Compiled:
     def _resolve_listing(self, paragraph: re.Match[str]) -> str:
         """docxtpl's \\n → line break, \\t → tab, \\f → page break; most paragraphs have none."""
         text = paragraph[0]
-        return self.tpl.resolve_listing(text) if _LISTING_CHARS.search(text) else text
+        return self.tpl.resolve_listing(text) if any(char in text for char in _LISTING_CHARS) else text
 
     def _document(self, body_xml: str) -> bytes:
         """The main part: the template's document element around the rendered body."""
-        tree = self.tpl.fix_tables(body_xml)  # docxtpl's grid repair after column tags
-        self.tpl.docx_ids_index = 1000
-        self.tpl.fix_docpr_ids(tree)
-        return self.before_body + etree.tostring(tree, encoding="utf-8") + self.after_body
+        if self.needs_tree:
+            tree = self.tpl.fix_tables(body_xml)  # docxtpl's grid repair after column tags
+            self.tpl.docx_ids_index = 1000
+            self.tpl.fix_docpr_ids(tree)
+            body = etree.tostring(tree, encoding="utf-8")
+        else:
+            body = body_xml.encode("utf-8")
+            _check_well_formed(body)
+        return self.before_body + body + self.after_body
 
 
+def _check_well_formed(xml: bytes) -> None:
+    """A template whose tags cut across paragraphs or table rows renders broken XML, which
+    Word and LibreOffice refuse: say so here rather than write the file."""
+    parser = expat.ParserCreate()
+    try:
+        parser.Parse(xml, True)
+    except expat.ExpatError as exc:
+        raise TemplateError(f"模板渲染出的正文不是有效的 XML（{exc}）：检查模板中 {{% %}} 标签的位置") from exc
+
+
+# docxtpl's tags that add or remove table cells: {%tc …%}, {{tc …}}, {% colspan %}, {% hm %}.
+_CELL_TAGS = re.compile(r"\{[%{#]-?\s*tc\s|\{%-?\s*(?:colspan|hm)\b")
 _PARAGRAPH = re.compile(r"<w:p(?: [^>]*)?>.*?</w:p>", re.DOTALL)
-_LISTING_CHARS = re.compile("[\t\a\n\f]")
+_LISTING_CHARS = "\t\a\n\f"
 _FOOTNOTES_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _COMPILED: dict[tuple[str, int, int], _Compiled] = {}

@@ -197,6 +197,26 @@ def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) 
     assert list((tmp_path / "out").rglob("*.part")) == []
 
 
+@pytest.mark.parametrize(
+    ("pdf", "failure"),
+    [
+        # cut short: no end-of-file marker, so LibreOffice did not finish it; retried, then reported
+        ("%PDF-1.6\\n1 0 obj", "LibreOffice 未能转换 00002-测试项目.docx"),
+        # finished but unreadable: found when its dates are stamped
+        ("%PDF-1.6\\nnot a pdf body\\n%%EOF\\n", "00002-测试项目.pdf：PDF 文件已损坏，无法读取"),
+    ],
+)
+def test_a_broken_pdf_is_reported_and_not_published(tmp_path: Path, pdf: str, failure: str) -> None:
+    fake = _fake_soffice(tmp_path, FAKE_ARGUMENTS + f"""
+for doc in "${{docs[@]}}"; do printf '%b' '{pdf}' > "$out/$(basename "$doc" .docx).pdf"; done""")
+    project = _one_project(tmp_path)
+    report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=30, jobs=1))
+    assert report.failures[0].startswith(f"{project}: {failure}")
+    assert report.failures[1:] == [f"{tmp_path}/out/2022/测试单位: 本单位有项目未能生成，报送包未更新"]
+    assert [p.name for p in (tmp_path / "out").rglob("*.docx")] == ["测试项目.docx"]
+    assert list((tmp_path / "out").rglob("*.pdf")) == []
+
+
 def test_long_batches_are_split_below_libreoffices_limit() -> None:
     from reportgen.convert import MAX_DOCS_PER_CALL, _distinct_names
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from reportgen.bundle import atomic_path, normalize_pdf, safe_filename
-from reportgen.errors import OutputError
+from reportgen.bundle import normalize_pdf, safe_filename
+from reportgen.errors import ConvertError, OutputError
+from reportgen.package import atomic_path
 
 
 @pytest.mark.parametrize(
@@ -117,6 +118,22 @@ def test_normalize_pdf_rewrites_other_producers_reproducibly(tmp_path: Path) -> 
         paths.append(tmp_path / f"{name}.pdf")
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert PdfReader(paths[0]).metadata["/Title"] == "项目"
+
+
+def test_merge_pdfs_names_a_broken_part_and_writes_nothing(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+
+    from reportgen.bundle import merge_pdfs
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    with (tmp_path / "good.pdf").open("wb") as handle:
+        writer.write(handle)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.6\nno objects here\n%%EOF\n")
+    parts = [("好", tmp_path / "good.pdf"), ("坏", tmp_path / "broken.pdf")]
+    with pytest.raises(ConvertError, match=r"^broken\.pdf：PDF 文件已损坏，无法读取"):
+        merge_pdfs(parts, tmp_path / "merged.pdf", "单位", WHEN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pdf", "good.pdf"]
 
 
 def _document(path: Path, text: str, landscape: bool) -> Path:

@@ -437,6 +437,39 @@ def test_template_syntax_error_names_the_template(tmp_path: Path) -> None:
         render_docx(path, fixture("national"), tmp_path / "x.docx")
 
 
+def test_tags_cutting_across_a_table_are_reported_not_written(tmp_path: Path) -> None:
+    # {% if %} in a paragraph, {% endif %} in a table cell: when false, the output closes a
+    # table it never opened. Word and LibreOffice would refuse the file.
+    path = tmp_path / "form.docx"
+    document = docx.Document()
+    document.add_paragraph("前{% if project.name == '没有这个项目' %}")
+    document.add_table(rows=1, cols=1).cell(0, 0).text = "{% endif %}后"
+    document.save(str(path))
+    out = tmp_path / "x.docx"
+    with pytest.raises(TemplateError, match=r"不是有效的 XML.*{% %} 标签的位置"):
+        render_docx(path, fixture("national"), out)
+    assert not out.exists()
+
+
+def test_cell_loops_get_as_many_grid_columns_as_cells(tmp_path: Path) -> None:
+    # docxtpl's {%tc %} repeats cells: its grid repair still runs for such templates.
+    path = tmp_path / "form.docx"
+    document = docx.Document()
+    row = document.add_table(rows=1, cols=3).rows[0].cells
+    row[0].text, row[1].text, row[2].text = "{%tc for item in indicators %}", "{{ item.weight }}", "{%tc endfor %}"
+    document.save(str(path))
+    context = fixture("national")
+    table = render_docx_table(path, context, tmp_path / "x.docx")
+    weights = [cell_text(tc) for tc in table._tbl.tr_lst[0].tc_lst]
+    assert weights == [item["weight"] for item in context["indicators"]]
+    assert len(table._tbl.tblGrid.gridCol_lst) == len(context["indicators"])
+
+
+def render_docx_table(path: Path, context: dict, out: Path) -> Table:
+    render_docx(path, context, out)
+    return docx.Document(str(out)).tables[0]
+
+
 def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
     path = tmp_path / "form.docx"
     document = docx.Document()
