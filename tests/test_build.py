@@ -261,8 +261,9 @@ sleep 2; touch "{finished}" """)
     arrived: list[tuple[str, bool]] = []
     with Pool(str(fake), timeout=30, on_result=lambda doc, pdf: arrived.append((doc.name, finished.exists()))) as pool:
         pool.submit(docs)
-    # a.pdf is complete once b.pdf exists, b once c does; c only when LibreOffice has exited.
-    assert arrived == [("a.docx", False), ("b.docx", False), ("c.docx", True)]
+    # a.pdf is complete once b.pdf exists, b once c does, c once it ends with its %%EOF marker:
+    # all three before LibreOffice exits.
+    assert arrived == [("a.docx", False), ("b.docx", False), ("c.docx", False)]
     assert all(doc.with_suffix(".pdf").is_file() for doc in docs)
 
 
@@ -285,6 +286,27 @@ def test_a_big_unit_is_cut_so_that_every_worker_gets_a_share() -> None:
     assert [len(group.jobs) for group in groups] == [3, 3, 3, 1]
     assert [group.with_summary for group in groups] == [True, False, False, False]  # one summary per unit
     assert [job for group in groups for job in group.jobs] == jobs
+
+
+def test_many_short_forms_weigh_more_than_a_few_long_ones(tmp_path: Path) -> None:
+    """LibreOffice's time per document is mostly fixed: ten one-page forms (2.3 KB of YAML each,
+    about 70 ms each) take longer than three three-page ones (8 KB, about 115 ms each)."""
+    from types import SimpleNamespace
+
+    from reportgen.build import _Group
+
+    def jobs(count: int, size: int) -> list:
+        made = []
+        for index in range(count):
+            path = tmp_path / f"{size}-{index}.yaml"
+            path.write_bytes(b"x" * size)
+            made.append(SimpleNamespace(checked=SimpleNamespace(source=SimpleNamespace(path=path))))
+        return made
+
+    short, long = _Group(None, jobs(10, 2300), False), _Group(None, jobs(3, 8000), False)
+    assert sum(2300 for _ in range(10)) < sum(8000 for _ in range(3))  # bytes alone say the opposite
+    assert short.weight > long.weight
+    assert _Group(None, [], True).weight > 0  # a summary page alone is work too
 
 
 def test_a_form_that_fails_to_render_is_reported_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
