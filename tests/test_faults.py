@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,21 +122,37 @@ def test_read_only_output_folder_keeps_earlier_outputs() -> None:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=False).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mounts a tmpfs of a given size (bytes, rounded up to pages) and returns its folder."""
+    mounts: list[Path] = []
+
+    def mount(size: int) -> Path:
+        folder = tmp_path / f"disk{len(mounts)}"
+        folder.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=False).returncode:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        mounts.append(folder)
+        return folder
+
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        for folder in mounts:
+            subprocess.run(["umount", str(folder)], check=False)
 
 
-def test_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(tmp_path: Path, small_disk: Path) -> None:
+def _bytes_under(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(
+    tmp_path: Path, small_disk: Callable[[int], Path]
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(DATA / "2020", data / "2020")
-    out = small_disk / "out"
+    # A disk that holds the build of one form with room to spare, but not five more forms.
+    assert start_build(data, tmp_path / "probe").wait(timeout=300) == 0
+    out = small_disk(_bytes_under(tmp_path / "probe") * 2) / "out"
     assert start_build(data, out).wait(timeout=300) == 0
     before = digests(out)
     shutil.copytree(DATA / "2023", data / "2023")  # five more forms: more than the disk holds
