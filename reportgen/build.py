@@ -319,7 +319,7 @@ def render_summary(item: Bundle, target: Path) -> None:
     bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], target, item.when)
 
 
-_DOCUMENT_BYTES = 6000  # what LibreOffice spends on any document, in bytes of project YAML (see weight)
+_DOCUMENT_BYTES = 10_000  # what LibreOffice spends on any document, in bytes of project YAML (see weight)
 
 
 @dataclass
@@ -334,8 +334,8 @@ class _Group:
     @property
     def weight(self) -> int:
         """LibreOffice's time for the group, in bytes of YAML: measured on the seed regions, a
-        document costs about 50 ms plus 8 ms per KB of its project file, so a fixed 6 KB each;
-        a summary page about as much as a fixed cost and a little more."""
+        form costs about 50 ms plus 5 ms per KB of its project file, so a fixed 10 KB each; a
+        summary page about as much as the fixed cost and a little more."""
         forms = sum(_DOCUMENT_BYTES + job.checked.source.path.stat().st_size for job in self.jobs)
         return forms + (_DOCUMENT_BYTES + 1000) * self.with_summary
 

@@ -290,7 +290,7 @@ def test_a_big_unit_is_cut_so_that_every_worker_gets_a_share() -> None:
 
 def test_many_short_forms_weigh_more_than_a_few_long_ones(tmp_path: Path) -> None:
     """LibreOffice's time per document is mostly fixed: ten one-page forms (2.3 KB of YAML each,
-    about 70 ms each) take longer than three three-page ones (8 KB, about 115 ms each)."""
+    about 60 ms each) take longer than three three-page ones (8 KB, about 90 ms each)."""
     from types import SimpleNamespace
 
     from reportgen.build import _Group
