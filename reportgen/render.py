@@ -200,6 +200,7 @@ class _Compiled:
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.tpl = _open(path)
         self.tpl.render_init()
         with zipfile.ZipFile(path) as package:
@@ -267,18 +268,20 @@ class _Compiled:
             body = etree.tostring(tree, encoding="utf-8")
         else:
             body = body_xml.encode("utf-8")
-            _check_well_formed(body)
+            _check_well_formed(body, self.path)
         return self.before_body + body + self.after_body
 
 
-def _check_well_formed(xml: bytes) -> None:
+def _check_well_formed(xml: bytes, template: Path) -> None:
     """A template whose tags cut across paragraphs or table rows renders broken XML, which
     Word and LibreOffice refuse: say so here rather than write the file."""
     parser = expat.ParserCreate()
     try:
         parser.Parse(xml, True)
     except expat.ExpatError as exc:
-        raise TemplateError(f"模板渲染出的正文不是有效的 XML（{exc}）：检查模板中 {{% %}} 标签的位置") from exc
+        raise TemplateError(
+            f"{template}: 模板渲染出的正文不是有效的 XML（{exc}）：检查模板中 {{% %}} 标签的位置"
+        ) from exc
 
 
 # docxtpl's tags that add or remove table cells: {%tc …%}, {{tc …}}, {% colspan %}, {% hm %}.

@@ -446,8 +446,9 @@ def test_tags_cutting_across_a_table_are_reported_not_written(tmp_path: Path) ->
     document.add_table(rows=1, cols=1).cell(0, 0).text = "{% endif %}后"
     document.save(str(path))
     out = tmp_path / "x.docx"
-    with pytest.raises(TemplateError, match=r"不是有效的 XML.*{% %} 标签的位置"):
+    with pytest.raises(TemplateError, match=r"不是有效的 XML.*{% %} 标签的位置") as caught:
         render_docx(path, fixture("national"), out)
+    assert str(caught.value).startswith(f"{path}: ")
     assert not out.exists()
 
 
