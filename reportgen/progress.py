@@ -6,8 +6,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 Callback = Callable[[str, int, int], None]
 
 
@@ -21,9 +19,13 @@ def progress_printer() -> Iterator[Callback]:
 
         yield plain
         return
+    # rich only for the bar: every build without a terminal (scripts, CI) starts sooner without it
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        transient=True,
+        console=Console(file=sys.stderr), transient=True,  # stdout stays for the results
     ) as bar:
         tasks: dict[str, int] = {}
 

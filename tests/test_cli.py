@@ -79,3 +79,25 @@ def test_empty_folder_is_a_failure(tmp_path: Path, monkeypatch) -> None:
     result = run_cli("validate", "empty")
     assert result.exit_code == 1
     assert "没有找到项目文件（*.yaml）。" in result.output
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from reportgen.progress import progress_printer
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, plain in ((io.StringIO(), True), (Terminal(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with progress_printer() as progress:
+            for done in range(1, 4):
+                progress("生成 Word", done, 3)
+        if plain:  # one line when the stage ends
+            assert stream.getvalue() == "生成 Word：3/3\n"
+        else:  # a bar, drawn on stderr with its count and cleared at the end
+            assert "生成 Word" in stream.getvalue() and "3/3" in stream.getvalue()
+            assert "生成 Word：3/3" not in stream.getvalue()
