@@ -161,9 +161,9 @@ class _Worker:
     def _convert(self, docs: list[Path], out_dir: Path, profile: Path) -> dict[Path, str]:
         """Convert into ``out_dir`` (soffice takes one), moving each PDF beside its DOCX.
 
-        LibreOffice converts in command-line order, so a document's PDF is complete once the
-        next document's PDF exists; earlier ones are delivered then, the last one as soon as it
-        ends with its end-of-file marker, anything left when LibreOffice exits.
+        LibreOffice converts in command-line order: a PDF is delivered as soon as it ends with
+        its end-of-file marker, and a document before the latest PDF that has none has failed.
+        What is left is settled when LibreOffice exits.
         """
         for doc in docs:
             doc.with_suffix(".pdf").unlink(missing_ok=True)
@@ -184,8 +184,8 @@ class _Worker:
                 if latest > newest:
                     newest, last_progress = latest, time.monotonic()
                     settled = self._settle(docs, produced, settled, newest, failed)
-                if settled == len(docs) - 1 and _pdf_ok(produced[settled]):  # no need to wait for the exit
-                    settled = self._settle(docs, produced, settled, len(docs), failed)
+                if settled == newest >= 0 and _pdf_ok(produced[newest]):  # finished: no need to wait
+                    settled = self._settle(docs, produced, settled, newest + 1, failed)
                 if time.monotonic() - last_progress > self.timeout:
                     hung = True
                     break
