@@ -7,6 +7,7 @@ traceback unless REPORTGEN_DEBUG is set).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -45,6 +46,10 @@ def _friendly(command: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("已中断：未完成的文件已删除，之前生成的文件保持不变。", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`reportgen validate | head`): stop quietly, as other tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception as exc:
             if os.environ.get("REPORTGEN_DEBUG"):
                 raise
@@ -201,8 +206,9 @@ def run() -> NoReturn:
         code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
-    if isinstance(code, str):
-        print(code, file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # a reader that went away takes what it had
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code if isinstance(code, int) else (0 if code is None else 1))

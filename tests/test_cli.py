@@ -101,3 +101,21 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch: pytest
         else:  # a bar, drawn on stderr with its count and cleared at the end
             assert "生成 Word" in stream.getvalue() and "3/3" in stream.getvalue()
             assert "生成 Word：3/3" not in stream.getvalue()
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly() -> None:
+    """`reportgen validate data | head -1`: the rest of the output has nowhere to go."""
+    import subprocess
+    import sys
+
+    from .conftest import DATA
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reportgen", "validate", str(DATA)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before anything is written: every write fails
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert errors == ""  # no "internal error", no traceback
