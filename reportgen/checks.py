@@ -16,7 +16,7 @@ from .score import (
     Finding,
     column_total,
     funds_unit,
-    money_rows,
+    part_rows,
     score_execution,
 )
 from .values import format_decimal
@@ -83,28 +83,44 @@ def weights_add_up(project: Project, region: Region) -> Iterator[Finding]:
         yield Finding(loc, "error", message)
 
 
+def _execution_weight(project: Project, region: Region) -> Decimal:
+    return project.funds.weight if project.funds.weight is not None else region.execution.weight
+
+
 def categories_match_shares(project: Project, region: Region) -> Iterator[Finding]:
-    """Each 一级 category's weights add up to its stated share (project shares override)."""
+    """Each 一级 category's weights add up to its stated share (project shares override), and each
+    二级 with a fixed share to that share; a budget-execution row in the table counts where it stands."""
     shares = {c.name: c.share for c in region.categories}
     for name, share in (project.shares or {}).items():
         category = region.category(name)
         shares[category.name if category else name] = share
     if region.score_table == "scorecard":
-        rows = [(i, r.group, r.weight) for i, r in enumerate(project.scorecard)]
+        rows = [(i, r.group, None, r.weight) for i, r in enumerate(project.scorecard)]
         list_name = "scorecard"
     else:
-        rows = [(i, r.level1, _weight(r.weight)) for i, r in enumerate(project.indicators)]
+        rows = [(i, r.level1, r.level2, _weight(r.weight)) for i, r in enumerate(project.indicators)]
         list_name = "indicators"
     sums: dict[str, Decimal] = {}
+    part_sums: dict[tuple[str, str], Decimal] = {}
     first_row: dict[str, int] = {}
-    for index, level1, weight in rows:
+    part_row: dict[tuple[str, str], int] = {}
+    execution_row = region.execution.row if list_name == "indicators" else None
+    if execution_row is not None:
+        rows.append((-1, execution_row.level1, execution_row.level2, _execution_weight(project, region)))
+    for index, level1, level2, weight in rows:
         category = region.category(level1)
         name = category.name if category else (level1 or "")
         sums[name] = sums.get(name, Decimal(0)) + weight
-        first_row.setdefault(name, index)
+        if index >= 0:
+            first_row.setdefault(name, index)
+        part = category.part(level2) if category else None
+        if part is not None:
+            part_sums[(name, part.name)] = part_sums.get((name, part.name), Decimal(0)) + weight
+            if index >= 0:
+                part_row.setdefault((name, part.name), index)
     field = "group" if list_name == "scorecard" else "level1"
     for name, total in sums.items():
-        loc = (list_name, first_row[name], field)
+        loc = (list_name, first_row[name], field) if name in first_row else (list_name,)
         if name not in shares:
             if region.categories:
                 known = "、".join(shares)
@@ -113,15 +129,22 @@ def categories_match_shares(project: Project, region: Region) -> Iterator[Findin
         if total != shares[name]:
             message = f"一级指标「{name}」各行分值之和为 {_n(total)}，应为 {_n(shares[name])}"
             yield Finding(loc, "error", message)
+    for category in region.categories:
+        for part in category.parts:
+            total = part_sums.get((category.name, part.name), Decimal(0))
+            if total != part.share and (category.name, part.name) in part_row:
+                loc = (list_name, part_row[(category.name, part.name)], "level2")
+                message = f"二级指标「{part.name}」各行分值之和为 {_n(total)}，应为 {_n(part.share)}"
+                yield Finding(loc, "error", message)
 
 
 def parts_add_up(project: Project, region: Region) -> Iterator[Finding]:
     """The 其中 rows of each money column add up to its 年度资金总额."""
     funds, unit = project.funds, funds_unit(project.funds, region)
-    rows = money_rows(funds)
+    rows = part_rows(funds, region)
     for column, label in _COLUMNS.items():
         total = getattr(funds.total, column)
-        parts = [getattr(rows[name], column) for name in rows if name != "total"]
+        parts = [getattr(row, column) for row in rows.values()]
         given = [p.in_yuan(unit) for p in parts if p is not None]
         if total is None or not given:
             continue

@@ -51,7 +51,11 @@ class UsageError(ReportgenError):
 
 
 class RegionError(ReportgenError):
-    """A region folder's rules profile or template is broken."""
+    """A region folder's rules profile, field declarations or template is broken."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class TemplateError(ReportgenError):

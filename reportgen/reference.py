@@ -6,8 +6,10 @@ import typing
 
 from pydantic import BaseModel
 
+from .declared import DeclaredField, DeclaredMoneyRow, label_targets
 from .regions import Region
-from .schema import UNIT_FIELDS, Project, labels_of, nested_model
+from .schema import UNIT_FIELDS, Funds, Indicator, MoneyRow, Project, ScorecardRow, labels_of, nested_model, user_fields
+from .view import printed_tags, prints
 
 _TYPE_NAMES = {
     "_text": "文字",
@@ -37,99 +39,187 @@ def _type_name(model: type[BaseModel], name: str) -> str:
     return "文字"
 
 
-def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+def _rows(model: type[BaseModel], prefix: str, region: Region | None) -> list[str]:
     rows = []
-    for name, info in model.model_fields.items():
+    labels = label_targets(region.declared.labels) if region else {}
+    for name in user_fields(model):
+        info = model.model_fields[name]
+        if region is not None and not prints(region, tuple(f"{prefix}{name}".split("."))):
+            continue
         label, aliases = labels_of(model, name)
+        if (model, name) in labels:
+            label, aliases = labels[(model, name)], [label, *aliases]
         required = "是" if info.is_required() else ""
         other = "、".join(aliases)
         kind = _type_name(model, name)
         rows.append(f"| `{prefix}{name}` | {label} | {other} | {kind} | {required} | {info.description} |")
         inner = nested_model(model, name)
         if inner is not None:
-            rows.extend(_rows(inner, f"{prefix}{name}."))
+            rows.extend(_rows(inner, f"{prefix}{name}.", region))
+        if region is not None and (model, name) in _DECLARED_AFTER:
+            rows.extend(_declared_rows(region, _DECLARED_AFTER[(model, name)], f"{prefix}{name}."))
     return rows
 
 
-def field_reference() -> str:
-    """The Markdown field reference: key, Chinese label, other spellings, type, meaning."""
+# Where the declared fields of each kind are listed in the reference: after the field they belong to.
+_DECLARED_AFTER = {(Project, "funds"): "money_rows", (Project, "indicators"): "indicator_columns"}
+
+
+def _declared_rows(region: Region, kind: str, prefix: str) -> list[str]:
+    rows = []
+    for declared in getattr(region.declared, kind):
+        other = "、".join(declared.aliases)
+        if isinstance(declared, DeclaredMoneyRow):
+            what = "「其中」行" if declared.part else "资金行"
+            rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | 映射（{what}：各栏金额） |  | 本地区的资金行 |")
+            continue
+        required = "是" if declared.required else ""
+        meaning = declared.description or ("表上的固定文字，不用填写" if declared.fixed else "本地区表格的栏目")
+        rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | {declared.type_name()} | {required} | {meaning} |")
+    return rows
+
+
+def field_reference(region: Region | None = None) -> str:
+    """The Markdown field reference: key, Chinese label, other spellings, type, meaning; for a
+    region, only what its form prints, with its own labels and declared fields."""
     units = "、".join(labels_of(Project, name)[0] for name in UNIT_FIELDS)
+    title = f"# 字段说明：{region.name}（reportgen fields --region {region.id}）" if region else "# 字段说明（reportgen fields）"
+    rows = _rows(Project, "", region)
+    if region is not None:
+        rows.extend(_declared_rows(region, "fields", ""))
     return "\n".join(
         [
-            "# 字段说明（reportgen fields）",
+            title,
             "",
             "每个键都可以写英文名、表上的中文标签或「其他写法」中的任何一种。",
             f"单位文件 `_unit.yaml` 可设置：{units}；同一文件夹（及其子文件夹）中的项目文件继承这些值，并可覆盖。",
             "绩效指标和评分表中，一级指标、二级指标留空表示「同上一行」。",
+            *(["只列出本地区表格上印有的字段；写了表上没有的字段是错误。"] if region else []),
             "",
             "| 键 | 中文标签 | 其他写法 | 类型 | 必填 | 说明 |",
             "| --- | --- | --- | --- | --- | --- |",
-            *_rows(Project, ""),
+            *rows,
             "",
         ]
     )
 
 
-def _indicator_block(region: Region) -> list[str]:
-    lines = ["绩效指标:"]
-    for category in region.categories:
-        lines += [
-            f"  - 一级指标: {category.name}",
-            "    二级指标: 数量指标          # 如 数量指标、质量指标、时效指标、成本指标",
-            "    三级指标: 请填写指标名称",
-            '    年度指标值: "≥90%"          # 目标值；≥、≤、以上、低于 等决定正向/反向',
-            '    实际完成值: "95%"',
-            f"    分值: {category.share}",
-            "    得分:                      # 定量指标可不填，由规则计算；定性指标必填",
-            "    偏差原因分析及改进措施:    # 得分低于分值时必填",
-        ]
-    return lines
+class _Starter:
+    """A region's starter file, written key by key with the region's own labels."""
 
+    def __init__(self, region: Region) -> None:
+        self.region = region
+        self.labels = label_targets(region.declared.labels)
+        self.lines: list[str] = []
 
-def _scorecard_block(region: Region) -> list[str]:
-    lines = ["评分表:"]
-    for category in region.categories:
-        lines += [
-            f"  - 一级指标: {category.name}",
-            "    二级指标: 请填写",
-            "    三级指标: 请填写",
-            f"    指标分值: {category.share}",
-            "    评价得分:",
-        ]
-    row = region.execution.scorecard_row
-    if row:
-        lines.append(f"  # 其中「{row}」一行的得分由资金数据计算，可不填评价得分")
-    return lines
+    def label(self, model: type[BaseModel], name: str) -> str:
+        return self.labels.get((model, name)) or labels_of(model, name)[0]
+
+    def prints(self, *path: str) -> bool:
+        return prints(self.region, path)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def header(self) -> None:
+        self.add(f"地区: {self.region.id}")
+        self.add("年度: 2024")
+        for name in ("code", "name", "department", "department_code", "implementing_unit", "primary_unit",
+                     "filing_unit", "attribute", "period"):
+            if self.prints(name):
+                value = "请填写项目名称" if name == "name" else ""
+                self.add(f"{self.label(Project, name)}: {value}".rstrip())
+        for declared in self.region.declared.fields:
+            self.declared(declared, "")
+
+    def declared(self, declared: DeclaredField, indent: str) -> None:
+        if declared.fixed:
+            return
+        value = {"choice": declared.options[0], "date": "2024-12-31"}.get(declared.type, "")
+        if declared.required and declared.type == "text":
+            value = f"请填写{declared.label}"
+        hint = f"  # {declared.type_name()}" + ("（必填）" if declared.required else "")
+        self.add(f"{indent}{declared.label}: {value}{hint}".replace(": " + hint, ":" + hint))
+
+    def funds(self) -> None:
+        self.add(f"{self.label(Project, 'funds')}:")
+        self.add(f"  {self.label(Funds, 'unit')}: {self.region.money.unit}            # 不带单位的金额按此单位理解")
+        rows = [("total", self.label(Funds, "total")), ("fiscal", self.label(Funds, "fiscal"))]
+        rows += [(row.id, row.label) for row in self.region.declared.money_rows]
+        for row, label in rows:
+            columns = [c for c in ("initial", "annual", "adjusted", "executed") if self._prints_money(row, c)]
+            if not columns:
+                continue
+            self.add(f"  {label}:")
+            for column in columns:
+                self.add(f"    {self.label(MoneyRow, column)}: 0")
+        if self.region.score_table == "indicators" and self.region.execution.row is None:
+            self.add(f"  {self.label(Funds, 'weight')}: {self.region.execution.weight}")
+
+    def _prints_money(self, row: str, column: str) -> bool:
+        if self.region.declared.money_row(row) is not None:
+            return any(tag.startswith(f"funds.{row}.{column}") for tag in printed_tags(self.region))
+        return self.prints("funds", row, column) and (row == "total" or self.prints("funds", row))
+
+    def texts(self) -> None:
+        if self.prints("expected_goal"):
+            self.add(f"{self.label(Project, 'expected_goal')}: 请填写年度总体目标")
+        if self.prints("goal_achieved"):
+            self.add(f"{self.label(Project, 'goal_achieved')}: 请填写实际完成情况")
+        for name in ("overview", "fund_usage", "implementation", "performance", "other_issues"):
+            if self.prints(name):
+                self.add(f"{self.label(Project, name)}:")
+
+    def indicators(self) -> None:
+        label = lambda name: self.label(Indicator, name)  # noqa: E731
+        self.add(f"{self.label(Project, 'indicators')}:")
+        execution = self.region.execution.row
+        for category in self.region.categories:
+            usual = (category.level2 or ["请填写"])[0]
+            parts = [(p.name, p.share) for p in category.parts] or [(usual, category.share)]
+            for level2, share in parts:
+                if execution and execution.level1 == category.name and execution.level2 in ("", level2):
+                    share -= self.region.execution.weight
+                    if share <= 0:
+                        continue
+                self.add(f"  - {label('level1')}: {category.name}")
+                self.add(f"    {label('level2')}: {level2}")
+                self.add(f"    {label('name')}: 请填写指标名称")
+                self.add(f'    {label("target")}: "≥90%"          # 目标值；≥、≤、以上、低于 等决定正向/反向')
+                self.add(f'    {label("actual")}: "95%"')
+                self.add(f"    {label('weight')}: {share}")
+                self.add(f"    {label('score')}:                      # 定量指标可不填，由规则计算；定性指标必填")
+                if self.prints("indicators", "reason"):
+                    self.add(f"    {label('reason')}:    # 得分低于分值时必填")
+                for declared in self.region.declared.indicator_columns:
+                    self.declared(declared, "    ")
+        if execution:
+            self.add(f"  # 「{execution.name}」一行（{execution.level1}）由资金数据计算，印在指标表中，不用填写")
+
+    def scorecard(self) -> None:
+        self.add(f"{self.label(Project, 'scorecard')}:")
+        for category in self.region.categories:
+            self.add(f"  - {self.label(ScorecardRow, 'group')}: {category.name}")
+            self.add(f"    {self.label(ScorecardRow, 'level2')}: 请填写")
+            self.add(f"    {self.label(ScorecardRow, 'name')}: 请填写")
+            self.add(f"    {self.label(ScorecardRow, 'weight')}: {category.share}")
+            self.add(f"    {self.label(ScorecardRow, 'score')}:")
+        row = self.region.execution.scorecard_row
+        if row:
+            self.add(f"  # 其中「{row}」一行的得分由资金数据计算，可不填评价得分")
 
 
 def starter_yaml(region: Region) -> str:
-    """A commented project file in Chinese keys for a region; valid once its blanks are filled."""
-    unit = region.money.unit
-    table = _scorecard_block(region) if region.score_table == "scorecard" else _indicator_block(region)
-    return "\n".join(
-        [
-            f"# {region.name} {region.title}：项目数据文件（由 reportgen new 生成）",
-            "# 编辑后运行：reportgen validate 本文件；金额可写 180.97万元 或 1,663,900.00元。",
-            f"地区: {region.id}",
-            "年度: 2024",
-            "项目编号:",
-            "项目名称: 请填写项目名称",
-            "主管部门:",
-            "实施单位:",
-            "项目资金:",
-            f"  金额单位: {unit}            # 不带单位的金额按此单位理解",
-            "  年度资金总额:",
-            "    年初预算数: 0",
-            "    全年预算数: 0",
-            "    全年执行数: 0",
-            "  当年财政拨款:",
-            "    年初预算数: 0",
-            "    全年预算数: 0",
-            "    全年执行数: 0",
-            f"  分值: {region.execution.weight}",
-            "预期目标: 请填写年度总体目标",
-            "实际完成情况: 请填写实际完成情况",
-            *table,
-            "",
-        ]
-    )
+    """A commented project file in Chinese keys for a region, holding only what its form prints;
+    valid once its blanks are filled."""
+    starter = _Starter(region)
+    starter.add(f"# {region.name} {region.title}：项目数据文件（由 reportgen new 生成）")
+    starter.add("# 编辑后运行：reportgen validate 本文件；金额可写 180.97万元 或 1,663,900.00元。")
+    starter.header()
+    starter.funds()
+    starter.texts()
+    if region.score_table == "scorecard":
+        starter.scorecard()
+    else:
+        starter.indicators()
+    return "\n".join([*starter.lines, ""])

@@ -1,26 +1,35 @@
-"""The region registry: one folder per region under ``templates/docx/``.
+"""The region registry: a region is a folder, and the list of regions is whatever folders exist.
 
-Each folder holds ``rules.yaml`` (the rules profile below), ``form.docx`` (its template) and a
-README. The list of regions is whatever folders exist: adding a region needs no Python.
+A region folder holds ``rules.yaml`` (the rules profile below), ``fields.yaml`` (the fields its
+form prints beyond the common model, see ``declared``; optional), ``form.docx`` (its Word
+template) and a README. Regions come from the built-in folder, then from the user's folders
+(``REPORTGEN_REGIONS``, ``--regions`` and a ``regions/`` folder at the top of a data folder);
+a later folder's region overrides an earlier one with the same id. Adding a region needs no Python.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import typing
+from collections.abc import Iterable
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import RegionError
+from .declared import Declarations
+from .errors import Problem, RegionError, display_path
+from .load import LocatedList, LocatedMap, load_file
 from .values import normalize_text
 
-DEFAULT_REGION = "national"
-TEMPLATES_ENV = "REPORTGEN_TEMPLATES"
+TEMPLATES_ENV = "REPORTGEN_TEMPLATES"  # replaces the built-in folder (for testing a changed copy)
+REGIONS_ENV = "REPORTGEN_REGIONS"  # the user's region folders, separated like PATH
+RULES_FILE, FIELDS_FILE, TEMPLATE_FILE = "rules.yaml", "fields.yaml", "form.docx"
+DATA_REGIONS = "regions"  # the folder of a data folder that holds its own regions
+BUILTIN = "内置"
 
 
 class Rules(BaseModel):
@@ -39,6 +48,15 @@ class MoneyFormat(NumberFormat):
     unit: Literal["元", "万元"] = Field("元", description="金额栏的单位")
 
 
+class ExecutionRow(Rules):
+    """Where the budget-execution line stands inside the indicator table."""
+
+    level1: str = Field(description="所在一级指标，如 项目管理")
+    level2: str = Field("", description="所在二级指标，如 资金管理")
+    name: str = Field("预算执行率", description="三级指标名称")
+    target: str = Field("100%", description="指标值栏印的文字")
+
+
 class Execution(Rules):
     """The budget-execution score: weight × min(执行数 / base, 1)."""
 
@@ -50,6 +68,17 @@ class Execution(Rules):
         None, description="计分前执行率（%）先取几位小数；不填表示不先取整"
     )
     scorecard_row: str | None = Field(None, description="评分表中代表预算执行率的三级指标名称")
+    row: ExecutionRow | None = Field(
+        None, description="预算执行率印在绩效指标表中的一行（如 项目管理 下），而不是单独的资金栏得分"
+    )
+
+
+class Part(Rules):
+    """A 二级指标 with a fixed share inside its 一级 (数量指标 10 within 项目产出 30)."""
+
+    name: str
+    share: Decimal
+    aliases: list[str] = []
 
 
 class Category(Rules):
@@ -58,6 +87,12 @@ class Category(Rules):
     name: str
     share: Decimal
     aliases: list[str] = []
+    parts: list[Part] = Field([], description="二级指标的固定分值；不填表示不核对二级分值")
+    level2: list[str] = Field([], description="常见的二级指标（reportgen new 的示例行用第一个）")
+
+    def part(self, name: str | None) -> Part | None:
+        wanted = normalize_text(name or "")
+        return next((p for p in self.parts if wanted in {normalize_text(n) for n in (p.name, *p.aliases)}), None)
 
 
 class Tier(Rules):
@@ -85,6 +120,10 @@ class Region(Rules):
     """A rules profile (``rules.yaml``); the folder it sits in gives its id."""
 
     id: str = ""
+    folder: Path = Path()
+    origin: str = BUILTIN  # where the folder came from: 内置, or the user's folder
+    declared: Declarations = Declarations()
+    default: bool = Field(False, description="项目文件不写「地区」时使用本地区（只能有一个地区这样标记）")
     name: str = Field(description="地区全称，如 深圳市龙华区")
     aliases: list[str] = Field([], description="数据文件中「地区」可用的其他写法")
     title: str = Field("项目支出绩效自评表", description="表名")
@@ -96,9 +135,9 @@ class Region(Rules):
     score_decimals: int = Field(2, description="计算得分保留的小数位")
     execution: Execution = Execution()
     score_table: Literal["indicators", "scorecard"] = Field(
-        "indicators", description="总分来自绩效指标表还是评分表（晋中）"
+        "indicators", description="总分来自绩效指标表（indicators）还是评分表（scorecard）"
     )
-    total: Decimal = Decimal(100)
+    total: Decimal = Field(Decimal(100), description="合计分值")
     categories: list[Category] = []
     level1_label: str = Field("{name}", description="一级指标的印刷格式，如 {name} ({share}分)")
     reverse_level2: list[str] = Field(
@@ -114,12 +153,17 @@ class Region(Rules):
     ]
 
     @property
-    def folder(self) -> Path:
-        return templates_root() / self.id
+    def template(self) -> Path:
+        return self.folder / TEMPLATE_FILE
+
+    def files(self) -> list[Path]:
+        """Every file of the region folder: each counts in a build's fingerprint and manifest."""
+        return sorted(p for p in self.folder.rglob("*") if p.is_file() and not p.name.startswith((".", "~$")))
 
     @property
-    def template(self) -> Path:
-        return self.folder / "form.docx"
+    def indicator_weight(self) -> Decimal:
+        """The indicator table's share when budget execution is scored apart (绩效指标(90分))."""
+        return self.total - (self.execution.weight if self.execution.row is None else 0)
 
     def category(self, name: str | None) -> Category | None:
         if not name:
@@ -148,7 +192,7 @@ class Region(Rules):
 
 
 def templates_root() -> Path:
-    """``templates/docx``: from $REPORTGEN_TEMPLATES, the installed package, or the checkout."""
+    """The built-in regions: from $REPORTGEN_TEMPLATES, the installed package, or the checkout."""
     if os.environ.get(TEMPLATES_ENV):
         return Path(os.environ[TEMPLATES_ENV])
     here = _package_folder()
@@ -163,33 +207,189 @@ def _package_folder() -> Path:
     return Path(__file__).resolve().parent
 
 
-def _load_region(folder: Path) -> Region:
-    rules = folder / "rules.yaml"
+# --- reading a region folder, every mistake located -------------------------------------
+
+_PYDANTIC_MESSAGES = {
+    "decimal_parsing": "应为数字",
+    "decimal_type": "应为数字",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "string_type": "应为文字",
+    "list_type": "应为列表（每项以「- 」开头，或写成 [甲, 乙]）",
+    "dict_type": "应为「键: 值」映射",
+    "model_type": "应为「键: 值」映射",
+    "model_attributes_type": "应为「键: 值」映射",
+}
+
+
+def _fields_of(model: type[BaseModel] | None) -> list[str]:
+    return [] if model is None else [n for n in model.model_fields if n not in ("id", "folder", "origin", "declared")]
+
+
+def _inner_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] | None:
+    if model is None or name not in model.model_fields:
+        return None
+    annotation = model.model_fields[name].annotation
+    stack = [annotation]
+    while stack:
+        candidate = stack.pop()
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        stack.extend(typing.get_args(candidate))
+    return None
+
+
+def _locate(data: object, loc: tuple, model: type[BaseModel]) -> tuple[tuple[int, int], str, type[BaseModel] | None]:
+    """Line and column of a pydantic error path in a located tree, the key path, the model there."""
+    mark, key, node, current = getattr(data, "mark", (1, 1)), "", data, model
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, LocatedList) and part < len(node):
+            mark, node, key = node.item_marks[part], node[part], f"{key}[{part + 1}]"
+        elif isinstance(part, str) and isinstance(node, LocatedMap) and part in node:
+            mark, node = node.key_marks[part], node[part]
+            key = f"{key}.{part}" if key else part
+            current = _inner_model(current, part)
+        else:
+            break
+    return mark, key, current
+
+
+def _yaml_problems(path: Path, data: LocatedMap, exc: ValidationError, model: type[BaseModel]) -> list[Problem]:
+    file, problems = display_path(path), []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            mark, key, _ = _locate(data, loc, model)
+            parent = _locate(data, loc[:-1], model)[2] if len(loc) > 1 else model
+            message = _unknown_key(str(loc[-1]), _fields_of(parent))
+        elif kind == "missing":
+            mark, key, _ = _locate(data, loc[:-1], model)
+            message = f"缺少必填项「{loc[-1]}」"
+        elif kind == "literal_error":
+            mark, key, _ = _locate(data, loc, model)
+            message = f"应为以下之一：{error['ctx']['expected']}".replace("'", "")
+        else:
+            mark, key, _ = _locate(data, loc, model)
+            message = _PYDANTIC_MESSAGES.get(kind, str(error["msg"]).removeprefix("Value error, "))
+        problems.append(Problem(file, mark[0], mark[1], "error", key, message))
+    return problems
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"，是否想写「{close[0]}」？" if close else f"（可用：{'、'.join(known)}）"
+    return f"未知的键「{key}」{hint}"
+
+
+def _read(path: Path, model: type[BaseModel], extra: dict) -> tuple[BaseModel | None, list[Problem]]:
+    document = load_file(path)
+    if document.data is None:
+        return None, [p for p in document.problems if p.is_error] or document.problems
+    for reserved in (name for name in extra if name in document.data):
+        mark = document.data.key_marks[reserved]
+        message = f"「{reserved}」由所在文件夹决定，不能写在文件中"
+        return None, [Problem(display_path(path), mark[0], mark[1], "error", reserved, message)]
     try:
-        data = yaml.safe_load(rules.read_text(encoding="utf-8")) or {}
-        return Region.model_validate({**data, "id": folder.name})
-    except (OSError, yaml.YAMLError) as exc:
-        raise RegionError(f"{rules}: 无法读取规则文件：{exc}") from exc
+        return model.model_validate({**document.data, **extra}), document.problems
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise RegionError(f"{rules}: 规则文件有误：{details}") from exc
+        return None, document.problems + _yaml_problems(path, document.data, exc, model)
+
+
+def load_region(folder: Path, origin: str = BUILTIN) -> Region:
+    """One region folder, or RegionError listing every mistake in its YAML, located."""
+    problems: list[Problem] = []
+    declared: BaseModel | None = Declarations()
+    if (folder / FIELDS_FILE).is_file():
+        declared, found = _read(folder / FIELDS_FILE, Declarations, {})
+        problems += found
+    extra = {"id": folder.name, "folder": folder, "origin": origin, "declared": declared or Declarations()}
+    region, found = _read(folder / RULES_FILE, Region, extra)
+    problems += found
+    if not (folder / TEMPLATE_FILE).is_file():
+        problems.append(Problem(display_path(folder / TEMPLATE_FILE), 1, 1, "error", "", "缺少模板文件 form.docx"))
+    errors = [p for p in problems if p.is_error]
+    if errors or region is None or declared is None:
+        raise RegionError("地区文件有误：\n" + "\n".join(map(str, errors)), errors)
+    assert isinstance(region, Region)
+    return region
+
+
+# --- the registry ------------------------------------------------------------------------
+
+_user_folders: list[Path] = []
+
+
+def add_region_folders(folders: Iterable[Path]) -> None:
+    """Make the user's region folders known: each is a region folder or a folder of them."""
+    for folder in folders:
+        if folder not in _user_folders:
+            _user_folders.append(folder)
+
+
+def data_region_folders(paths: Iterable[Path]) -> list[Path]:
+    """The ``regions/`` folders at the top of the given data folders (or above a given file)."""
+    found = []
+    for path in paths:
+        for folder in ([path] if path.is_dir() else []) + list(path.resolve().parents):
+            candidate = folder / DATA_REGIONS
+            if any(candidate.glob(f"*/{RULES_FILE}")):
+                found.append(candidate)
+                break
+    return found
+
+
+def region_sources() -> list[tuple[Path, str]]:
+    """Folders holding regions, in the order they override each other, with their origin."""
+    sources = [(templates_root(), BUILTIN)]
+    env = [Path(p) for p in os.environ.get(REGIONS_ENV, "").split(os.pathsep) if p]
+    for folder in [*env, *_user_folders]:
+        if not folder.is_dir():
+            raise RegionError(f"找不到地区文件夹：{folder}")
+        sources.append((folder, display_path(folder)))
+    return sources
+
+
+def _region_folders(root: Path) -> list[Path]:
+    if (root / RULES_FILE).is_file():  # a single region's folder
+        return [root]
+    return sorted(p for p in root.iterdir() if (p / RULES_FILE).is_file())
 
 
 @cache
-def _registry(root: Path) -> dict[str, Region]:
-    folders = sorted(p for p in root.iterdir() if (p / "rules.yaml").is_file())
-    return {folder.name: _load_region(folder) for folder in folders}
+def _registry(sources: tuple[tuple[Path, str], ...]) -> dict[str, Region]:
+    regions: dict[str, Region] = {}
+    problems: list[Problem] = []
+    for root, origin in sources:
+        for folder in _region_folders(root):
+            try:
+                regions[folder.name] = load_region(folder, origin)
+            except RegionError as exc:
+                problems += exc.problems
+    defaults = [r.id for r in regions.values() if r.default]
+    if len(defaults) > 1:
+        raise RegionError(f"只能有一个地区标记 default: true，现有：{'、'.join(defaults)}")
+    if problems:
+        raise RegionError("地区文件有误：\n" + "\n".join(map(str, problems)), problems)
+    return dict(sorted(regions.items()))
 
 
 def all_regions() -> dict[str, Region]:
-    return _registry(templates_root())
+    return _registry(tuple(region_sources()))
+
+
+def default_region() -> Region | None:
+    return next((r for r in all_regions().values() if r.default), None)
 
 
 def find_region(name: str | None) -> Region | None:
-    """The region a data file names by id, full name or alias; None when unknown."""
-    regions = all_regions()
-    wanted = normalize_text(name or DEFAULT_REGION)
-    for region in regions.values():
+    """The region a data file names by id, full name or alias (the default one when none)."""
+    if not name:
+        return default_region()
+    wanted = normalize_text(name)
+    for region in all_regions().values():
         if wanted in {normalize_text(n) for n in (region.id, region.name, *region.aliases)}:
             return region
     return None

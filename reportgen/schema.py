@@ -46,14 +46,14 @@ def _describe(value: object) -> str:
     return "空值" if value is None else "文字"
 
 
-def _scalar(value: object, expected: str) -> str:
+def scalar(value: object, expected: str) -> str:
     if isinstance(value, (dict, list)) or value is None:
         raise ValueParseError(f"应为{expected}，实际是{_describe(value)}")
     return str(value)
 
 
 def _text(value: object) -> str:
-    return _scalar(value, "文字").strip()
+    return scalar(value, "文字").strip()
 
 
 def _required_text(value: object) -> str:
@@ -64,31 +64,31 @@ def _required_text(value: object) -> str:
 
 
 def _money(value: object) -> Money:
-    return parse_money(_scalar(value, "金额"))
+    return parse_money(scalar(value, "金额"))
 
 
 def _rate(value: object) -> Percent:
-    return parse_rate(_scalar(value, "百分比"))
+    return parse_rate(scalar(value, "百分比"))
 
 
 def _points(value: object) -> Decimal:
-    return parse_points(_scalar(value, "分数"))
+    return parse_points(scalar(value, "分数"))
 
 
 def _points_or_mark(value: object) -> Decimal | NotApplicable:
-    text = _scalar(value, "分数")
+    text = scalar(value, "分数")
     return NotApplicable(text.strip()) if is_not_applicable(text) else parse_points(text)
 
 
 def _year(value: object) -> int:
-    text = normalize_text(_scalar(value, "年度")).removesuffix("年度").removesuffix("年")
+    text = normalize_text(scalar(value, "年度")).removesuffix("年度").removesuffix("年")
     if not text.isdigit() or not 1990 <= int(text) <= 2100:
         raise ValueParseError(f"「{value}」不是有效的年度（例如 2022）")
     return int(text)
 
 
 def _date(value: object) -> str:
-    text = normalize_text(_scalar(value, "日期"))
+    text = normalize_text(scalar(value, "日期"))
     for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"):
         try:
             datetime.datetime.strptime(text, fmt)
@@ -100,7 +100,7 @@ def _date(value: object) -> str:
 
 def _choice(*choices: str):
     def parse(value: object) -> str:
-        text = normalize_text(_scalar(value, "文字"))
+        text = normalize_text(scalar(value, "文字"))
         if text not in choices:
             raise ValueParseError(f"「{value}」不是可选值之一：{'、'.join(choices)}")
         return text
@@ -117,6 +117,16 @@ PointsOrMark = Annotated[Decimal | NotApplicable, BeforeValidator(_points_or_mar
 Year = Annotated[int, BeforeValidator(_year)]
 Date = Annotated[str, BeforeValidator(_date)]
 
+# The value types a region may declare for its own fields (fields.yaml): parser and Chinese name.
+FIELD_TYPES: dict[str, tuple[Any, str]] = {
+    "text": (_text, "文字"),
+    "date": (_date, "日期（如 2021-08-09）"),
+    "money": (_money, "金额（如 180.97万元、1,663,900.00元）"),
+    "rate": (_rate, "百分比（如 99.32%）"),
+    "points": (_points, "分数"),
+    "choice": (None, "单选（表上印 ☑/☐）"),
+}
+
 
 def field(label: str, description: str, *aliases: str, default: Any = None) -> Any:
     """A model field documented in Chinese, with the form's label and other accepted keys."""
@@ -131,12 +141,17 @@ def required(label: str, description: str, *aliases: str) -> Any:
     return field(label, description, *aliases, default=...)
 
 
+def declared_values() -> Any:
+    """The values of the fields a region declares (fields.yaml), by their id; never a user key."""
+    return Field(default={}, json_schema_extra={"internal": True})
+
+
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
 class MoneyRow(Model):
-    """One row of the money block; the columns differ by region."""
+    """资金行：年初预算数、全年预算数、调整后预算数、全年执行数（各地区印的栏不同）。"""
 
     initial: Amount | None = field("年初预算数", "年初批复的预算数", "年初预算数(A)", "预算资金")
     annual: Amount | None = field("全年预算数", "全年（调整后下达）的预算数", "预算下达资金")
@@ -147,14 +162,15 @@ class MoneyRow(Model):
 
 
 class Funds(Model):
-    """项目资金: the money block and its budget-execution score."""
+    """资金栏：各资金行和预算执行率得分。"""
 
     unit: Text | None = field(
         "金额单位", "不带单位的金额按此单位理解：元 或 万元；缺省为本地区表格的单位", "单位"
     )
     total: MoneyRow = field("年度资金总额", "资金合计行", "资金总额", "合计", default=MoneyRow())
     fiscal: MoneyRow = field(
-        "当年财政拨款", "其中：当年财政拨款", "财政拨款", "市级预算资金", default=MoneyRow()
+        "当年财政拨款", "其中：当年财政拨款", "财政拨款", "市级预算资金", "本年财政拨款", "其中：本年财政拨款",
+        default=MoneyRow(),
     )
     carryover: MoneyRow = field("上年结转资金", "其中：上年结转资金", "上年结转", default=MoneyRow())
     superior: MoneyRow = field("上级财政资金", "其中：上级财政资金", "上级财政", default=MoneyRow())
@@ -162,10 +178,11 @@ class Funds(Model):
     weight: Points | None = field("分值", "预算执行率的分值；缺省取本地区规则", "分值(10分)")
     rate: Rate | None = field("执行率", "表上填写的执行率（%），用于核对", "执行率(%)", "执行率(B/A)")
     score: Points | None = field("得分", "表上填写的预算执行得分；与计算值不一致时保留并提示")
+    rows: dict[str, MoneyRow] = declared_values()
 
 
 class Indicator(Model):
-    """One row of the indicator table (三级指标)."""
+    """绩效指标表的一行（一个三级指标）。"""
 
     level1: Text | None = field("一级指标", "一级指标，如 产出指标；留空表示同上一行")
     level2: Text | None = field("二级指标", "二级指标，如 数量指标；留空表示同上一行")
@@ -176,7 +193,7 @@ class Indicator(Model):
     actual: Text | None = field(
         "实际完成值", "全年实际完成值", "全年实际值", "实际完成指标值", "全年实际值(B)"
     )
-    progress: Text | None = field("完成进度", "完成进度（晋中表）")
+    progress: Text | None = field("完成进度", "指标的完成进度")
     weight: PointsOrMark | None = field("分值", "指标分值；不适用时填 无 或 不适用", "指标分值")
     score: PointsOrMark | None = field("得分", "自评得分；定量指标可不填，由规则计算", "评价得分")
     reason: Text | None = field(
@@ -189,10 +206,11 @@ class Indicator(Model):
         "指标方向", "正向（越高越好）或反向（越低越好）；缺省时由指标值中的 ≥、≤、以上、低于 等判断"
     )
     grade: Text | None = field("完成等级", "定性指标的完成档次，如 达成预期指标", "定性等级")
+    declared: dict[str, Any] = declared_values()
 
 
 class ScorecardRow(Model):
-    """One row of 晋中's 评分表."""
+    """评分表的一行（一个三级指标）。"""
 
     group: Text | None = field("一级指标", "投入、过程、产出、效果；留空表示同上一行", "评分类别")
     level2: Text | None = field("二级指标", "如 项目目标、资金落实；留空表示同上一行")
@@ -204,7 +222,7 @@ class ScorecardRow(Model):
 
 
 class Evaluator(Model):
-    """One member of the evaluation team (评价人员)."""
+    """评价人员名单中的一人。"""
 
     name: RequiredText = required("姓名", "评价人员姓名")
     title: Text | None = field("职称/职务", "职称或职务", "职务", "职称")
@@ -213,7 +231,7 @@ class Evaluator(Model):
 
 
 class Signoff(Model):
-    """The signature line at the foot of the form."""
+    """表尾签字栏。"""
 
     leader: Text | None = field("负责人", "项目负责人")
     handler: Text | None = field("经办人", "经办人")
@@ -223,9 +241,9 @@ class Signoff(Model):
 
 
 class Project(Model):
-    """A project's self-evaluation form (项目支出绩效自评表)."""
+    """一个项目的绩效自评表。"""
 
-    region: Text | None = field("地区", "地区规则，如 深圳龙华；缺省为全国通用表", "地区规则")
+    region: Text | None = field("地区", "地区规则，如 深圳龙华；缺省为标为缺省的地区", "地区规则")
     year: Year = required("年度", "绩效自评年度", "绩效自评年度", "自评年度")
     code: Text | None = field("项目编号", "预算系统中的项目编号")
     name: RequiredText = required("项目名称", "项目名称")
@@ -253,11 +271,12 @@ class Project(Model):
         "绩效指标", "绩效指标表，每行一个三级指标", "年度绩效指标", "绩效目标实现情况",
         default=[],
     )
-    scorecard: list[ScorecardRow] = field("评分表", "评分表（晋中表），每行一个三级指标", default=[])
+    scorecard: list[ScorecardRow] = field("评分表", "评分表，每行一个三级指标（总分来自评分表的地区）", default=[])
     total: Points | None = field("总分", "表上填写的总分；与计算值不一致时提示", "综合得分")
     grade: Text | None = field("评价结果等次", "表上填写的等次：优、良、中、差", "等次", "等级")
     evaluators: list[Evaluator] = field("评价人员", "评价人员名单", default=[])
     signoff: Signoff = field("签字", "表尾签字栏", "填报信息", default=Signoff())
+    declared: dict[str, Any] = declared_values()
 
 
 # Keys a unit-level file (_unit.yaml) may set for every project in its folder.
@@ -265,6 +284,11 @@ UNIT_FIELDS = (
     "region", "year", "department", "department_code", "implementing_unit", "primary_unit",
     "filing_unit", "evaluators", "signoff",
 )
+
+
+def user_fields(model: type[BaseModel]) -> list[str]:
+    """The fields a user may write (declared values are reached through the region's keys)."""
+    return [n for n, f in model.model_fields.items() if not (f.json_schema_extra or {}).get("internal")]
 
 
 def labels_of(model: type[BaseModel], name: str) -> tuple[str, list[str]]:

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from .regions import Region
 from .schema import Funds, Indicator, MoneyRow, NotApplicable, Project
-from .values import format_decimal, normalize_text, round_half_up
+from .values import MONEY_UNITS, format_decimal, normalize_text, round_half_up
 
 Loc = tuple[str | int, ...]  # a path into the model: ("indicators", 2, "score")
 
@@ -217,13 +217,19 @@ def funds_unit(funds: Funds, region: Region) -> str:
     return funds.unit if funds.unit in ("元", "万元") else region.money.unit
 
 
+def part_rows(funds: Funds, region: Region) -> dict[str, MoneyRow]:
+    """The 其中 rows of the money block: the common ones and those the region declares as parts."""
+    declared = {row.id: funds.rows[row.id] for row in region.declared.money_rows if row.part and row.id in funds.rows}
+    return {**{row: getattr(funds, row) for row in _SUB_ROWS}, **declared}
+
+
 def column_total(funds: Funds, column: str, region: Region) -> Decimal | None:
     """The 年度资金总额 cell of a column in 元, or the sum of its 其中 rows when not given."""
     unit = funds_unit(funds, region)
     total = getattr(funds.total, column)
     if total is not None:
         return total.in_yuan(unit)
-    parts = [getattr(getattr(funds, row), column) for row in _SUB_ROWS]
+    parts = [getattr(row, column) for row in part_rows(funds, region).values()]
     given = [part.in_yuan(unit) for part in parts if part is not None]
     return sum(given, Decimal(0)) if given else None
 
@@ -234,7 +240,9 @@ def score_execution(
     base_column = region.execution.base
     base, executed = column_total(funds, base_column, region), column_total(funds, "executed", region)
     base_label = _BASE_LABELS[base_column]
-    inputs = f"全年执行数 {_fmt(executed)} 元，{base_label} {_fmt(base)} 元"
+    unit = region.money.unit  # amounts in the form's own unit
+    in_unit = {name: None if v is None else v / MONEY_UNITS[unit] for name, v in (("b", base), ("e", executed))}
+    inputs = f"全年执行数 {_fmt(in_unit['e'])} {unit}，{base_label} {_fmt(in_unit['b'])} {unit}"
     findings: list[Finding] = []
     if base is None or executed is None or base == 0:
         rule = f"执行率 = 全年执行数 / {base_label}；{base_label}为空或为 0，无法计算"
@@ -316,4 +324,5 @@ def _audit_totals(project: Project, total: Decimal, grade: str) -> list[Finding]
 
 
 def money_rows(funds: Funds) -> dict[str, MoneyRow]:
-    return {"total": funds.total, **{row: getattr(funds, row) for row in _SUB_ROWS}}
+    """Every money row, common and declared, by its context name."""
+    return {"total": funds.total, **{row: getattr(funds, row) for row in _SUB_ROWS}, **funds.rows}

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from . import checks
+from . import checks, view
+from .declared import DeclaredField, DeclaredMoneyRow, label_targets
 from .errors import Problem, display_path
 from .load import Document, LocatedList, LocatedMap, Mark, Source, join_key, load_file
-from .regions import Region, find_region, suggest_region
-from .schema import UNIT_FIELDS, Project, labels_of, nested_model
+from .regions import Region, all_regions, find_region, suggest_region
+from .schema import UNIT_FIELDS, Funds, Indicator, MoneyRow, Project, labels_of, nested_model, user_fields
 from .score import Finding, Loc, Result, score_project
-from .values import normalize_text
+from .values import ValueParseError, normalize_text
 
 LIST_MESSAGE = "应为列表（每项以「- 」开头）"
 # Rows of these lists may leave 一级/二级 empty to mean "same as the row above".
@@ -93,15 +95,52 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return model
 
 
-@cache  # one per model, read for every mapping of every file (never changed by callers)
-def _key_index(model: type[BaseModel]) -> dict[str, str]:
-    """Every accepted spelling of a model's keys (normalized) → field name."""
-    index = {}
-    for name in model.model_fields:
+@dataclass(frozen=True)
+class Key:
+    """What a user's key means at one level: a model field, or a field the region declares."""
+
+    name: str
+    declared: DeclaredField | DeclaredMoneyRow | None = None
+
+
+def _declared_at(model: type[BaseModel], region: Region | None) -> list[DeclaredField | DeclaredMoneyRow]:
+    if region is None:
+        return []
+    declared = region.declared
+    by_model: dict[type[BaseModel], list] = {
+        Project: declared.fields, Indicator: declared.indicator_columns, Funds: declared.money_rows,
+    }
+    return list(by_model.get(model, []))
+
+
+_INDEXES: dict[tuple[type[BaseModel], int], dict[str, Key]] = {}
+
+
+def _key_index(model: type[BaseModel], region: Region | None = None) -> dict[str, Key]:
+    """Every accepted spelling of a model's keys (normalized) → what it means, for a region:
+    the common fields, the region's own labels for them, and the fields it declares."""
+    cache_key = (model, id(region))
+    if cache_key in _INDEXES:
+        return _INDEXES[cache_key]
+    index: dict[str, Key] = {}
+    for name in user_fields(model):
         label, aliases = labels_of(model, name)
         for spelling in (name, label, *aliases):
-            index[_norm_key(spelling)] = name
+            index[_norm_key(spelling)] = Key(name)
+    if region is not None:
+        for (labelled, name), label in label_targets(region.declared.labels).items():
+            if labelled is model:
+                index[_norm_key(label)] = Key(name)
+    for declaration in _declared_at(model, region):
+        for spelling in declaration.spellings:
+            index[_norm_key(spelling)] = Key(declaration.id, declaration)
+    if region is not None:  # regions live as long as the process: their indexes may too
+        _INDEXES[cache_key] = index
+        _KEEP.append(region)
     return index
+
+
+_KEEP: list[Region] = []  # the regions indexed, so that no id() is reused while cached
 
 
 @lru_cache(maxsize=4096)  # the same few dozen keys recur in every file
@@ -109,13 +148,30 @@ def _norm_key(key: str) -> str:
     return normalize_text(key).replace(" ", "").replace("（", "(").replace("）", ")").lower()
 
 
+def _model_path(loc: Loc) -> tuple[str, ...]:
+    return tuple(part for part in loc if isinstance(part, str))
+
+
+def region_named(documents: list[Document]) -> tuple[Region | None, str | None]:
+    """The region the files name (the project file's 地区 over its unit files'), before resolving
+    any other key: which keys a file may use depends on it."""
+    spellings = {_norm_key(s) for s in ("region", *[labels_of(Project, "region")[0]], *labels_of(Project, "region")[1])}
+    named: str | None = None
+    for document in documents:
+        for key, value in (document.data or {}).items():
+            if _norm_key(key) in spellings and isinstance(value, str):
+                named = value
+    return find_region(named), named
+
+
 class _Resolver:
     """Translates the user's keys to model names, recording where each stood."""
 
-    def __init__(self, file: str, checked: Checked, allowed: tuple[str, ...] | None) -> None:
+    def __init__(self, file: str, checked: Checked, is_unit: bool, region: Region | None) -> None:
         self.file = file
         self.checked = checked
-        self.allowed = allowed  # unit files may only set UNIT_FIELDS
+        self.is_unit = is_unit  # unit files may only set UNIT_FIELDS and declared unit fields
+        self.region = region
 
     def place(self, loc: Loc, key: str, mark: Mark) -> None:
         self.checked.locator[loc] = Place(self.file, key, *mark)
@@ -124,26 +180,67 @@ class _Resolver:
         self.checked.problems.append(Problem(self.file, mark[0], mark[1], "error", key, message))
 
     def mapping(self, data: LocatedMap, model: type[BaseModel], loc: Loc, key_path: str) -> dict:
-        index, resolved = _key_index(model), {}
+        index, resolved = _key_index(model, self.region), {}
         for key, value in data.items():
             user_key, mark = join_key(key_path, key), data.key_marks[key]
-            name = index.get(_norm_key(key))
-            if name is None:
-                self.error(user_key, mark, self._unknown(key, model))
+            meaning = index.get(_norm_key(key))
+            if meaning is None:
+                self.error(user_key, mark, self._unknown(key, model, loc))
                 continue
-            if not loc and self.allowed is not None and name not in self.allowed:
-                allowed = "、".join(labels_of(model, n)[0] for n in self.allowed)
-                self.error(user_key, mark, f"单位文件中不能设置此项（可设置：{allowed}）")
+            if meaning.declared is not None:
+                self._declared(meaning.declared, value, resolved, loc, user_key, data, key)
+                continue
+            name = meaning.name
+            if not loc and self.is_unit and name not in UNIT_FIELDS:
+                self.error(user_key, mark, f"单位文件中不能设置此项（可设置：{self._unit_keys(model)}）")
+                continue
+            path = (*_model_path(loc), name)
+            if self.region is not None and not view.prints(self.region, path):
+                self.error(user_key, mark, _not_printed(key, self.region, lambda r, p=path: view.prints(r, p)))
                 continue
             if name in resolved:
-                other = self.checked.locator[(*loc, name)]
-                label = labels_of(model, name)[0]
-                other_key = other.key.rsplit(".", 1)[-1]
-                self.error(user_key, mark, f"与第 {other.line} 行的「{other_key}」重复，二者都表示「{label}」")
+                self._duplicate(user_key, mark, (*loc, name), labels_of(model, name)[0])
                 continue
             self.place((*loc, name), user_key, mark)
             resolved[name] = self.value(value, model, name, (*loc, name), user_key)
         return resolved
+
+    def _unit_keys(self, model: type[BaseModel]) -> str:
+        unit_declared = [d.label for d in _declared_at(Project, self.region) if getattr(d, "unit", False)]
+        return "、".join([*(labels_of(model, n)[0] for n in UNIT_FIELDS), *unit_declared])
+
+    def _duplicate(self, user_key: str, mark: Mark, loc: Loc, label: str) -> None:
+        other = self.checked.locator[loc]
+        other_key = other.key.rsplit(".", 1)[-1]
+        self.error(user_key, mark, f"与第 {other.line} 行的「{other_key}」重复，二者都表示「{label}」")
+
+    def _declared(self, declared, value: object, resolved: dict, loc: Loc, user_key: str,
+                  data: LocatedMap, key: str) -> None:
+        """A key the region declares: a money row (a mapping of columns) or a typed value."""
+        mark = data.key_marks[key]
+        if isinstance(declared, DeclaredMoneyRow):
+            rows, row_loc = resolved.setdefault("rows", {}), (*loc, "rows", declared.id)
+            if declared.id in rows:
+                self._duplicate(user_key, mark, row_loc, declared.label)
+            elif isinstance(value, LocatedMap):
+                self.place(row_loc, user_key, mark)
+                rows[declared.id] = self.mapping(value, MoneyRow, row_loc, user_key)
+            elif value is not None:
+                self.error(user_key, data.value_marks[key], "应为「键: 值」映射")
+            return
+        values, value_loc = resolved.setdefault("declared", {}), (*loc, "declared", declared.id)
+        if not loc and self.is_unit and not declared.unit:
+            self.error(user_key, mark, f"单位文件中不能设置此项（可设置：{self._unit_keys(Project)}）")
+        elif declared.fixed:
+            self.error(user_key, mark, f"「{declared.label}」是表上的固定文字（{declared.value}），不用填写")
+        elif declared.id in values:
+            self._duplicate(user_key, mark, value_loc, declared.label)
+        elif value is not None:
+            self.place(value_loc, user_key, mark)
+            try:
+                values[declared.id] = declared.parse(value)
+            except ValueParseError as exc:
+                self.error(user_key, data.value_marks[key], str(exc))
 
     def value(self, value: object, model: type[BaseModel], name: str, loc: Loc, key_path: str) -> object:
         inner = nested_model(model, name)
@@ -169,23 +266,47 @@ class _Resolver:
             return items
         return value
 
-    @staticmethod
-    def _unknown(key: str, model: type[BaseModel]) -> str:
-        close = _closest(key, _spellings(model))
+    def _unknown(self, key: str, model: type[BaseModel], loc: Loc) -> str:
+        """Unknown here: a near spelling, another region's field, or a key of another level."""
+        spellings = [s for s in _key_index(model, self.region) if s]
+        close = _closest(_norm_key(key), spellings)
         if close:
-            return f"未知的键「{key}」，是否想写「{close}」？"
-        elsewhere: dict[str, str] = {}
+            return f"未知的键「{key}」，是否想写「{_spelling_of(model, self.region, close)}」？"
+        if self.region is not None:
+            elsewhere = [r for r in all_regions().values() if _norm_key(key) in _key_index(model, r)]
+            if elsewhere:
+                return _not_printed(key, self.region, lambda r: r in elsewhere)
+        others: dict[str, str] = {}
         for where, other in _all_models():
             for spelling in _spellings(other) if other is not model else ():
-                elsewhere.setdefault(spelling, where)
-        close = _closest(key, list(elsewhere))
+                others.setdefault(spelling, where)
+        close = _closest(key, list(others))
         if close:
-            return f"未知的键「{key}」；「{close}」应写在「{elsewhere[close]}」之下"
+            return f"未知的键「{key}」；「{close}」应写在「{others[close]}」之下"
         return f"未知的键「{key}」"
 
 
+def _not_printed(key: str, region: Region, prints) -> str:
+    """「key」 is not on this region's form: say which regions' forms carry it."""
+    others = [f"{r.name}（{r.id}）" for r in all_regions().values() if r.id != region.id and prints(r)]
+    where = f"印有此项的地区：{'、'.join(others)}" if others else "没有地区的表格印有此项"
+    return f"「{key}」不在{region.name}的表格上，填写了也不会印出；{where}"
+
+
+def _spelling_of(model: type[BaseModel], region: Region | None, normalized: str) -> str:
+    """The readable spelling (the label) behind a normalized key."""
+    meaning = _key_index(model, region)[normalized]
+    if meaning.declared is not None:
+        return meaning.declared.label
+    for (labelled, name), label in (label_targets(region.declared.labels) if region else {}).items():
+        if labelled is model and name == meaning.name and _norm_key(label) == normalized:
+            return label
+    label, aliases = labels_of(model, meaning.name)
+    return next((s for s in (label, *aliases, meaning.name) if _norm_key(s) == normalized), label)
+
+
 def _spellings(model: type[BaseModel]) -> list[str]:
-    return [s for name in model.model_fields for s in (name, labels_of(model, name)[0], *labels_of(model, name)[1])]
+    return [s for name in user_fields(model) for s in (name, labels_of(model, name)[0], *labels_of(model, name)[1])]
 
 
 def _closest(key: str, spellings: list[str]) -> str | None:
@@ -201,7 +322,7 @@ def _closest(key: str, spellings: list[str]) -> str | None:
 def _all_models(model: type[BaseModel] = Project, where: str = "") -> list[tuple[str, type[BaseModel]]]:
     """Every nested model with the label path that leads to it (项目资金.年度资金总额)."""
     found = []
-    for name in model.model_fields:
+    for name in user_fields(model):
         inner = nested_model(model, name)
         if inner is not None:
             path = join_key(where, labels_of(model, name)[0])
@@ -226,7 +347,7 @@ def _carry_levels(data: dict) -> None:
 def _merge(unit: dict, project: dict) -> dict:
     merged = dict(unit)
     for key, value in project.items():
-        if key == "signoff" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if key in ("signoff", "declared") and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
@@ -287,34 +408,50 @@ def _check_into(checked: Checked, files: Files) -> None:
     source = checked.source
     documents = [files.unit(path) for path in source.unit_files]
     documents.append(load_file(source.path))  # each project file is read once anyway: not kept
+    region, region_name = region_named(documents)
     merged: dict = {}
     for position, document in enumerate(documents):
         checked.problems.extend(document.problems)
         if document.data is None:
             continue
         is_unit = position < len(documents) - 1
-        resolver = _Resolver(files.name(document.path), checked, UNIT_FIELDS if is_unit else None)
+        resolver = _Resolver(files.name(document.path), checked, is_unit, region)
         if not is_unit:
             resolver.place((), "", document.data.mark)
         merged = _merge(merged, resolver.mapping(document.data, Project, (), ""))
+    if region is None and "region" in merged:
+        checked.problem(("region",), "error", suggest_region(str(region_name)))
+    elif region is None:
+        checked.problem((), "error", "没有指定「地区」，也没有标为缺省（default: true）的地区")
     if documents[-1].data is None or any(p.is_error for p in checked.problems):
         return
-    region_name = merged.get("region")
-    region = find_region(region_name if isinstance(region_name, str) else None)
-    if region is None:
-        checked.problem(("region",), "error", suggest_region(str(region_name)))
+    assert region is not None
     _carry_levels(merged)
     try:
         project = Project.model_validate(merged)
     except ValidationError as exc:
         _schema_problems(checked, exc)
         return
-    if region is None:
-        return
     project = project.model_copy(update={"region": region.id})
+    required = list(_missing_declared(project, region))
+    for loc, message in required:
+        checked.problem(loc, "error", message)
+    if required:
+        return
     checked.project, checked.region = project, region
     checked.result = score_project(project, region)
     _apply(checked, [*checks.run_all(project, region), *checked.result.findings])
+
+
+def _missing_declared(project: Project, region: Region) -> Iterator[tuple[Loc, str]]:
+    """Required fields the region declares that the files leave out."""
+    for declared in region.declared.fields:
+        if declared.required and declared.id not in project.declared:
+            yield (), f"缺少必填项「{declared.label}」（{region.name}的表格要求）"
+    for index, row in enumerate(project.indicators):
+        for declared in region.declared.indicator_columns:
+            if declared.required and declared.id not in row.declared:
+                yield ("indicators", index), f"缺少必填项「{declared.label}」（{region.name}的表格要求）"
 
 
 def check_all(sources: list[Source]) -> list[Checked]:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from itertools import groupby
 
 from .regions import NumberFormat, Region
-from .schema import NotApplicable, Project
+from .schema import MoneyRow, NotApplicable, Project
 from .score import Result, funds_unit, money_rows
 from .values import MONEY_UNITS, Money, format_decimal
 
@@ -41,9 +41,10 @@ def _text(value: object) -> str:
 def funds_view(project: Project, region: Region, result: Result) -> dict:
     funds, line = project.funds, result.execution.line
     unit = funds_unit(funds, region)
+    rows = {**money_rows(funds), **{r.id: funds.rows.get(r.id, MoneyRow()) for r in region.declared.money_rows}}
     view: dict = {
         name: {column: _money(getattr(row, column), unit, region) for column in _COLUMNS}
-        for name, row in money_rows(funds).items()
+        for name, row in rows.items()
     }
     rate = funds.rate.text if funds.rate is not None else _number(result.execution.rate, region.rate)
     score = line.used if (line.entered is not None or line.computed is not None) else None
@@ -83,6 +84,28 @@ def _mark_spans(rows: list[dict], key: str, within: str | None = None) -> None:
             row[f"{key}_span"] = len(members) if offset == 0 else 0
 
 
+def _execution_row(project: Project, region: Region, result: Result) -> dict | None:
+    """The budget-execution line as a row of the indicator table, where the region prints it so."""
+    place = region.execution.row
+    if place is None:
+        return None
+    funds = funds_view(project, region, result)
+    return {
+        "level1": place.level1, "level1_label": level1_label(project, region, place.level1),
+        "level2": place.level2, "name": place.name, "target": place.target, "actual": funds["rate"],
+        "progress": "", "weight": funds["weight"], "score": funds["score"], "reason": "",
+        **{declared.id: "" for declared in region.declared.indicator_columns},
+    }
+
+
+def _with_execution_row(rows: list[dict], row: dict | None) -> list[dict]:
+    """``rows`` with the execution row after the last row of its 一级 group (or at the end)."""
+    if row is None:
+        return rows
+    at = max((i + 1 for i, r in enumerate(rows) if r["level1"] == row["level1"]), default=len(rows))
+    return [*rows[:at], row, *rows[at:]]
+
+
 def indicators_view(project: Project, region: Region, result: Result) -> list[dict]:
     rows = []
     for index, indicator in enumerate(project.indicators):
@@ -103,8 +126,10 @@ def indicators_view(project: Project, region: Region, result: Result) -> list[di
                 "weight": _points(indicator.weight, region.weights),
                 "score": _points(score, region.points),
                 "reason": _text(indicator.reason),
+                **{d.id: d.printed(indicator.declared.get(d.id)) for d in region.declared.indicator_columns},
             }
         )
+    rows = _with_execution_row(rows, _execution_row(project, region, result))
     _mark_spans(rows, "level1")
     _mark_spans(rows, "level2", within="level1")
     return rows
@@ -166,7 +191,9 @@ def context(project: Project, region: Region, result: Result) -> dict:
         "total": {
             "weight": _number(result.total_weight, region.weights),
             "score": _number(result.total, region.points),
+            "indicator_weight": _number(region.indicator_weight, region.weights),
         },
+        "fields": {d.id: d.printed(project.declared.get(d.id)) for d in region.declared.fields},
         "grade": result.grade,
         "evaluators": [
             {key: _text(getattr(person, key)) for key in ("name", "title", "office", "phone")}
@@ -177,3 +204,57 @@ def context(project: Project, region: Region, result: Result) -> dict:
             for key in ("leader", "handler", "phone", "date", "unit_leader")
         },
     }
+
+
+# --- what a region's form prints -------------------------------------------------------------
+
+_HEADER = ("code", "department", "department_code", "primary_unit", "filing_unit", "attribute", "period")
+_NARRATIVE = ("overview", "fund_usage", "implementation", "performance", "other_issues")
+_SIGNOFF = ("leader", "handler", "phone", "date", "unit_leader")
+
+# The context tags that print a project field, for the fields that matter only when printed. A
+# field none of whose tags a region's template uses is refused for that region (nothing typed may
+# vanish between the file and the form). Fields not listed are always taken: they are scored,
+# name the output (项目名称, 实施单位, 年度) or steer the rules.
+PRINTED_BY: dict[tuple[str, ...], tuple[str, ...]] = {
+    **{(key,): (f"project.{key}",) for key in _HEADER},
+    **{(key,): (f"narrative.{key}",) for key in _NARRATIVE},
+    ("expected_goal",): ("goals.expected",),
+    ("goal_achieved",): ("goals.achieved",),
+    **{("funds", row): (f"funds.{row}",) for row in ("fiscal", "carryover", "superior", "other")},
+    **{
+        ("funds", row, column): (f"funds.{row}.{column}",)
+        for row in ("total", "fiscal", "carryover", "superior", "other")
+        for column in _COLUMNS
+    },
+    ("funds", "rate"): ("funds.rate", "indicators[].actual"),
+    ("indicators", "progress"): ("indicators[].progress",),
+    ("indicators", "reason"): ("indicators[].reason",),
+    ("scorecard",): ("scorecard",),
+    ("evaluators",): ("evaluators",),
+    **{("signoff", key): (f"signoff.{key}",) for key in _SIGNOFF},
+}
+
+_TAGS: dict[tuple[str, int, int], frozenset[str]] = {}
+
+
+def printed_tags(region: Region) -> frozenset[str]:
+    """Every context path the region's template prints (read once per template file)."""
+    from .render import template_tags  # docxtpl: loaded only once a template is read
+
+    stat = region.template.stat()
+    key = (str(region.template), stat.st_mtime_ns, stat.st_size)
+    if key not in _TAGS:
+        _TAGS[key] = frozenset(template_tags(region.template))
+    return _TAGS[key]
+
+
+def prints(region: Region, path: tuple[str, ...]) -> bool:
+    """Whether the region's form prints the project field at ``path`` (model names, no indexes)."""
+    if path[:2] == ("funds", "total") and path[2:] in ((region.execution.base,), ("executed",)):
+        return True  # scored, whether printed or not
+    wanted = PRINTED_BY.get(path)
+    if wanted is None:
+        return True
+    tags = printed_tags(region)
+    return any(tag == want or tag.startswith((f"{want}.", f"{want}[]")) for want in wanted for tag in tags)

@@ -10,7 +10,7 @@ from reportgen.load import LocatedMap
 from reportgen.schema import Project
 from reportgen.validate import check_paths
 
-from .conftest import BASE_PROJECT, run_cli
+from .conftest import BASE_PROJECT, DATA, run_cli
 
 
 def validate(*args: str) -> tuple[int, list[str]]:
@@ -169,14 +169,15 @@ def test_strict_turns_warnings_into_failure(project_file) -> None:
 
 
 def test_unit_file_is_inherited_and_may_be_overridden(project_file, tmp_path: Path) -> None:
-    unit = "地区: 深圳龙华\n年度: 2022\n实施单位: 单位甲\n签字:\n  经办人: 张三\n  联系电话: '123'\n"
+    jinzhong = DATA / "2020" / "晋中市数字化城市管理中心"
+    unit = (jinzhong / "_unit.yaml").read_text(encoding="utf-8").replace('实施单位: "晋中市数字化城市管理中心"', "实施单位: 单位甲")
     project_file(unit, "u/_unit.yaml")
-    body = BASE_PROJECT.replace("地区: 深圳龙华\n年度: 2022\n", "").replace("实施单位: 测试单位\n", "")
+    body = (jinzhong / "数字城管运行费.yaml").read_text(encoding="utf-8")
     project_file(body + "签字:\n  联系电话: '456'\n", "u/p.yaml")
     [checked] = check_paths([tmp_path / "u"])
     assert checked.ok, [str(p) for p in checked.problems]
-    assert (checked.project.year, checked.project.implementing_unit) == (2022, "单位甲")
-    assert (checked.project.signoff.handler, checked.project.signoff.phone) == ("张三", "456")
+    assert (checked.project.year, checked.project.implementing_unit) == (2020, "单位甲")
+    assert (checked.project.signoff.handler, checked.project.signoff.phone) == ("刘卫智", "456")
 
 
 def test_unit_file_may_only_set_unit_fields(project_file) -> None:
