@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .conftest import DATA
+from .conftest import DATA, ROOT
 
 pytestmark = pytest.mark.soffice
 
@@ -30,11 +35,25 @@ def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return scratch
 
 
-def start_build(data: Path, out: Path, *extra: str, user: str | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "reportgen", "build", str(data), "-o", str(out), *extra]
-    if user:
-        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@dataclass(frozen=True)
+class OtherUser:
+    """An unprivileged user, with a Python it may run and a folder of code it may read."""
+
+    uid: int
+    python: Path
+    lib: Path
+
+
+def start_build(data: Path, out: Path, *extra: str, user: OtherUser | None = None) -> subprocess.Popen:
+    arguments = ["-m", "reportgen", "build", str(data), "-o", str(out), *extra]
+    if user is None:
+        command, env, cwd = [sys.executable, *arguments], None, None
+    else:
+        switch = ["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--clear-groups"]
+        command = [*switch, str(user.python), "-S", *arguments]  # -S: only the copied packages
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "REPORTGEN_TEMPLATES")}
+        env["PYTHONPATH"], cwd = str(user.lib), user.lib.parent
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
 
 
 def soffice_processes() -> list[str]:
@@ -103,18 +122,113 @@ def test_second_build_into_the_same_folder_fails_clearly(tmp_path: Path) -> None
     assert len(list(out.rglob("*.zip"))) == 4
 
 
+def others_may_reach(path: Path) -> bool:
+    """Whether a user without rights here may reach ``path``: every folder on the way, and the
+    path itself, executable by others. Mode bits, not os.access: these tests run as root."""
+    path = path.absolute()
+    steps = {*path.parents, *path.resolve().parents, path.resolve()}
+    return all(step.stat().st_mode & stat.S_IXOTH for step in steps)
+
+
+def public_folder() -> Path:
+    """A new folder others may reach: not under TMPDIR, which here is inside pytest's private
+    folder, and may be private anyway."""
+    for parent in map(Path, ("/tmp", "/var/tmp", "/dev/shm")):
+        if parent.is_dir() and others_may_reach(parent):
+            folder = Path(tempfile.mkdtemp(prefix="reportgen-ro-", dir=parent))
+            folder.chmod(0o755)
+            return folder
+    raise AssertionError("no temporary folder that other users may reach")
+
+
+def public_python() -> Path:
+    """This Python's version, installed where others may run it: the interpreter the virtual
+    environment was made from, or the system's (the first may live in a private home folder)."""
+    name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    folders = [Path(sys.base_prefix) / "bin", *map(Path, ("/usr/local/bin", "/usr/bin", "/bin"))]
+    for python in (folder / name for folder in folders):
+        if python.is_file() and others_may_reach(python):
+            return python
+    raise AssertionError(f"no {name} that other users may run")
+
+
+def dependencies() -> Iterator[importlib.metadata.Distribution]:
+    """The installed distributions reportgen needs to run, with theirs, each once."""
+    pending = list(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"])
+    seen: set[str] = set()
+    while pending:
+        requirement, _, marker = pending.pop().partition(";")
+        match = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+        assert match, requirement
+        name = re.sub(r"[-_.]+", "-", match.group()).lower()
+        if "extra" in marker or name in seen:
+            continue
+        seen.add(name)
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a requirement for another platform or Python version
+        yield distribution
+        pending += distribution.requires or []
+
+
+def copy_runtime(lib: Path) -> None:
+    """reportgen, its templates and every package it imports, copied into ``lib`` in a checkout's
+    layout: what a user who cannot read this checkout or its virtual environment needs."""
+    import reportgen
+    from reportgen.bundle import summary_template
+    from reportgen.regions import templates_root
+
+    shutil.copytree(Path(reportgen.__file__).parent, lib / "reportgen", copy_function=share)
+    shutil.copytree(templates_root(), lib / "templates" / "docx", copy_function=share)
+    shutil.copytree(summary_template().parent, lib / "templates" / "summary", copy_function=share)
+    for distribution in dependencies():
+        files = distribution.files
+        assert files is not None, f"{distribution.name}: no list of installed files"
+        for file in files:
+            source = Path(str(distribution.locate_file(file)))
+            if file.parts[0] != ".." and source.is_file():  # "..": scripts in bin/
+                (lib / file).parent.mkdir(parents=True, exist_ok=True)
+                share(source, lib / file)
+
+
+def share(source: str | Path, target: str | Path) -> None:
+    """A hard link when all may read the file already (fast, and open_to_others leaves the file's
+    mode as it is), otherwise a copy."""
+    if os.stat(source).st_mode & 0o644 == 0o644:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass  # another file system
+    shutil.copy2(source, target)
+
+
+def open_to_others(root: Path) -> None:
+    """Readable by all, whatever the umask: folders 755, files 644 (no write for others)."""
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, os.stat(folder).st_mode | 0o755)
+        for path in (os.path.join(folder, name) for name in files):
+            mode = os.stat(path).st_mode
+            if mode & 0o644 != 0o644:
+                os.chmod(path, mode | 0o644)
+
+
 def test_read_only_output_folder_keeps_earlier_outputs() -> None:
-    base = Path(tempfile.mkdtemp(prefix="reportgen-ro-"))  # outside pytest's private folder
+    base = public_folder()
     try:
-        base.chmod(0o755)
         data, out = base / "data", base / "out"
         shutil.copytree(DATA / "2020", data / "2020")
         assert start_build(data, out).wait(timeout=300) == 0
         before = digests(out)
-        # The same build as an unprivileged user: a real folder it may read but not write.
-        process = start_build(data, out, "--force", user="65534")
+        # The same build as an unprivileged user: a real folder it may read but not write. It may
+        # not read this checkout (a clone in a private folder), so it runs a copy of reportgen.
+        copy_runtime(base / "lib")
+        open_to_others(base)
+        nobody = OtherUser(uid=65534, python=public_python(), lib=base / "lib")
+        process = start_build(data, out, "--force", user=nobody)
         _, errors = process.communicate(timeout=120)
-        assert process.returncode == 1
+        assert process.returncode == 1, errors
         assert errors == f"错误：无法写入输出文件夹 {out}：Permission denied\n"
         assert digests(out) == before
     finally:
