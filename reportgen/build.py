@@ -27,6 +27,7 @@ from pathlib import Path
 from . import __version__, bundle, convert, view
 from .bundle import SummaryRow
 from .errors import ConvertError, OutputError, Problem, ReportgenError, display_path
+from .regions import Region
 from .score import column_total
 from .validate import Checked, check_paths
 from .values import format_decimal, round_half_up
@@ -71,7 +72,7 @@ class Job:
         source = self.checked.source
         region = self.checked.region
         assert region is not None
-        return [*source.unit_files, source.path, region.template, region.folder / "rules.yaml"]
+        return [*source.unit_files, source.path, *region.files()]  # every file of the region counts
 
 
 @dataclass
@@ -585,12 +586,18 @@ def _write_bundle(item: Bundle, merged_docx: Path, summary_pdf: Path, out: Path)
         "reportgen": __version__,
         "year": folder.parent.name,
         "unit": folder.name,
-        "rules": {j.checked.region.id: bundle.sha256_of(j.checked.region.folder / "rules.yaml") for j in members},
+        "regions": {j.checked.region.id: _region_files(j.checked.region) for j in members},
         "projects": [{"name": j.checked.project.name, "file": j.stem} for j in members],
     }
     inputs = [Path(display_path(p)) for j in members for p in j.inputs]
     bundle.write_manifest(folder / manifest_name, folder, inputs, info)
     bundle.write_zip(folder, item.archive, when)
+
+
+def _region_files(region: Region) -> dict[str, str]:
+    """Where a region came from and the sha256 of each of its files, for the manifest."""
+    files = {str(path.relative_to(region.folder)): bundle.sha256_of(path) for path in region.files()}
+    return {"from": region.origin, **files}
 
 
 def _remove_strays(folder: Path, expected: set[str]) -> None:

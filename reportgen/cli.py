@@ -23,9 +23,10 @@ from . import __version__, report
 from .build import Options
 from .build import build as run_build
 from .errors import ReportgenError, UsageError
+from .package import write_bytes
 from .progress import progress_printer
 from .reference import field_reference, starter_yaml
-from .regions import all_regions, find_region, suggest_region
+from .regions import Region, add_region_folders, all_regions, copy_region, find_region, suggest_region
 from .validate import Checked, check_paths
 
 DEFAULT_DATA = Path("data")
@@ -81,9 +82,24 @@ def _interrupt(signum: int, frame: object) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reportgen")
-def main() -> None:
+@click.option("--regions", "region_folders", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="自己的地区文件夹（一个地区，或含多个地区的文件夹）；可写多次。也可用环境变量 REPORTGEN_REGIONS。")
+def main(region_folders: tuple[Path, ...]) -> None:
     """reportgen：由项目 YAML 文件生成项目支出绩效自评表。"""
     signal.signal(signal.SIGTERM, _interrupt)
+    add_region_folders(region_folders)
+
+
+def _region(name: str | None) -> Region:
+    region = find_region(name)
+    if region is None:
+        raise UsageError(suggest_region(name or ""))
+    return region
+
+
+REGION_OPTION = click.option(
+    "--region", "region_name", default=None, help="地区 id 或名称，如 深圳龙华；缺省为缺省地区。"
+)
 
 
 @main.command()
@@ -120,22 +136,21 @@ def score(paths: tuple[Path, ...], explain: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--region", "region_name", default=None, help="只列出该地区表格上的字段，用该地区的叫法。")
 @_friendly
-def fields() -> None:
-    """打印字段说明（由数据模型生成）。"""
-    click.echo(field_reference())
+def fields(region_name: str | None) -> None:
+    """打印字段说明（由数据模型和地区的字段声明生成）。"""
+    click.echo(field_reference(_region(region_name) if region_name else None))
 
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--region", "region_name", default=None, help="地区，如 深圳龙华；缺省为全国通用表。")
+@REGION_OPTION
 @click.option("--force", is_flag=True, help="覆盖已存在的文件。")
 @_friendly
 def new(file: Path, region_name: str | None, force: bool) -> None:
-    """生成一个带注释的项目文件模板（中文键）。"""
-    region = find_region(region_name)
-    if region is None:
-        raise UsageError(suggest_region(region_name or ""))
+    """生成一个带注释的项目文件模板（中文键，只含该地区表格上的栏目）。"""
+    region = _region(region_name)
     if file.exists() and not force:
         raise UsageError(f"{file} 已存在；如需覆盖请加 --force")
     file.parent.mkdir(parents=True, exist_ok=True)
@@ -174,9 +189,28 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
 @main.command()
 @_friendly
 def regions() -> None:
-    """列出可用的地区规则。"""
+    """列出可用的地区：id、名称、表名、来自哪个文件夹。"""
     for region in all_regions().values():
-        click.echo(f"{region.id}\t{region.name}\t{region.title}（也可写：{'、'.join(region.aliases)}）")
+        aliases = f"（也可写：{'、'.join(region.aliases)}）" if region.aliases else ""
+        default = "［缺省］" if region.default else ""
+        click.echo(f"{region.id}\t{region.name}{default}\t{region.title}{aliases}\t{region.origin}")
+
+
+@main.group("region")
+def region_group() -> None:
+    """地区文件夹相关命令。"""
+
+
+@region_group.command("new")
+@click.argument("region_id")
+@click.option("--from", "source", required=True, help="复制哪个地区作为起点，如 national。")
+@click.option("--into", "into", type=click.Path(path_type=Path, file_okay=False), default=Path("data") / "regions",
+              show_default=True, help="新地区文件夹放在哪里（数据文件夹的 regions/ 会被自动使用）。")
+@_friendly
+def region_new(region_id: str, source: str, into: Path) -> None:
+    """复制一个地区文件夹作为新地区的起点。"""
+    folder = copy_region(_region(source), region_id, into)
+    click.echo(f"已生成 {folder}：先改 rules.yaml 中的 name，再在 Word 中修改 form.docx（见 README「添加自己的地区」）")
 
 
 @main.group()
@@ -185,16 +219,40 @@ def templates() -> None:
 
 
 @templates.command("check")
+@REGION_OPTION
 @_friendly
-def templates_check() -> None:
-    """检查每个地区模板中的标签都存在于模板上下文中（含嵌套路径）。"""
-    from .templates_check import check_templates  # loads docxtpl: only for this command
+def templates_check(region_name: str | None) -> None:
+    """检查地区模板：每个标签都在该地区的上下文中，每个声明的字段都印在表上。"""
+    from .templates import check_templates  # loads docxtpl: only for this command
 
-    problems = check_templates()
+    chosen = [_region(region_name)] if region_name else list(all_regions().values())
+    problems = check_templates(chosen)
     for line in problems:
         click.echo(line)
-    click.echo(f"检查了 {len(all_regions())} 个地区模板：{len(problems)} 个问题")
+    click.echo(f"检查了 {len(chosen)} 个地区模板：{len(problems)} 个问题")
     sys.exit(1 if problems else 0)
+
+
+@templates.command("dump")
+@click.argument("what")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="写入文件（如 form.txt）；缺省打印出来。")
+@_friendly
+def templates_dump(what: str, out: Path | None) -> None:
+    """把模板（地区 id 或 .docx 文件）写成可审阅的文字（form.txt 的格式）。"""
+    from .templates import dump
+
+    path = Path(what)
+    if path.is_file():
+        text = dump(path, path.parent.name)
+    else:
+        region = _region(what)
+        text = dump(region.template, f"{region.name} {region.title}")
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_bytes(out, text.encode("utf-8"))
+        click.echo(f"已写入 {out}")
 
 
 def run() -> NoReturn:

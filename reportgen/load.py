@@ -25,6 +25,7 @@ except ImportError:  # PyYAML built without libyaml: every file takes the pure-P
 from .errors import Problem, UsageError, display_path
 
 UNIT_FILE = "_unit.yaml"
+REGIONS_FOLDER = "regions"  # a data folder's own regions: region files, not projects
 PROJECT_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 2_000_000
 
@@ -427,6 +428,7 @@ def discover(paths: list[Path]) -> list[Source]:
             files = [
                 p for p in given.rglob("*")
                 if p.suffix in PROJECT_SUFFIXES and p.is_file() and not p.name.startswith(("_", "."))
+                and p.relative_to(given).parts[0] != REGIONS_FOLDER
             ]
         elif given.is_file():
             root, files = given.parent, [given]

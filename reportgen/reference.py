@@ -28,7 +28,8 @@ def _type_name(model: type[BaseModel], name: str) -> str:
     annotation = model.model_fields[name].annotation
     inner = nested_model(model, name)
     if inner is not None:
-        return f"{'列表' if typing.get_origin(annotation) is list else '映射'}（{inner.__doc__.splitlines()[0]}）"
+        kind = "列表" if typing.get_origin(annotation) is list else "映射"
+        return f"{kind}（{inner.__doc__.splitlines()[0].rstrip('。')}）"
     for arg in (annotation, *typing.get_args(annotation)):
         for meta in getattr(arg, "__metadata__", ()):
             function = getattr(meta, "func", None)
@@ -71,11 +72,13 @@ def _declared_rows(region: Region, kind: str, prefix: str) -> list[str]:
         other = "、".join(declared.aliases)
         if isinstance(declared, DeclaredMoneyRow):
             what = "「其中」行" if declared.part else "资金行"
-            rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | 映射（{what}：各栏金额） |  | 本地区的资金行 |")
+            kind = f"映射（{what}：各栏金额）"
+            rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | {kind} |  | 本地区的资金行 |")
             continue
         required = "是" if declared.required else ""
         meaning = declared.description or ("表上的固定文字，不用填写" if declared.fixed else "本地区表格的栏目")
-        rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | {declared.type_name()} | {required} | {meaning} |")
+        kind = declared.type_name()
+        rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | {kind} | {required} | {meaning} |")
     return rows
 
 
@@ -83,7 +86,9 @@ def field_reference(region: Region | None = None) -> str:
     """The Markdown field reference: key, Chinese label, other spellings, type, meaning; for a
     region, only what its form prints, with its own labels and declared fields."""
     units = "、".join(labels_of(Project, name)[0] for name in UNIT_FIELDS)
-    title = f"# 字段说明：{region.name}（reportgen fields --region {region.id}）" if region else "# 字段说明（reportgen fields）"
+    title = "# 字段说明（reportgen fields）"
+    if region is not None:
+        title = f"# 字段说明：{region.name}（reportgen fields --region {region.id}）"
     rows = _rows(Project, "", region)
     if region is not None:
         rows.extend(_declared_rows(region, "fields", ""))

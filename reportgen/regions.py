@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import shutil
 import typing
 from collections.abc import Iterable
 from decimal import Decimal
@@ -22,13 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .declared import Declarations
 from .errors import Problem, RegionError, display_path
-from .load import LocatedList, LocatedMap, load_file
+from .load import REGIONS_FOLDER, LocatedList, LocatedMap, load_file
 from .values import normalize_text
 
 TEMPLATES_ENV = "REPORTGEN_TEMPLATES"  # replaces the built-in folder (for testing a changed copy)
 REGIONS_ENV = "REPORTGEN_REGIONS"  # the user's region folders, separated like PATH
 RULES_FILE, FIELDS_FILE, TEMPLATE_FILE = "rules.yaml", "fields.yaml", "form.docx"
-DATA_REGIONS = "regions"  # the folder of a data folder that holds its own regions
 BUILTIN = "内置"
 
 
@@ -329,12 +330,17 @@ def add_region_folders(folders: Iterable[Path]) -> None:
             _user_folders.append(folder)
 
 
+def forget_region_folders() -> None:
+    """Back to the built-in regions and REPORTGEN_REGIONS only (each test starts from there)."""
+    _user_folders.clear()
+
+
 def data_region_folders(paths: Iterable[Path]) -> list[Path]:
     """The ``regions/`` folders at the top of the given data folders (or above a given file)."""
     found = []
     for path in paths:
         for folder in ([path] if path.is_dir() else []) + list(path.resolve().parents):
-            candidate = folder / DATA_REGIONS
+            candidate = folder / REGIONS_FOLDER
             if any(candidate.glob(f"*/{RULES_FILE}")):
                 found.append(candidate)
                 break
@@ -402,3 +408,36 @@ def suggest_region(name: str) -> str:
     hint = f"，是否想写「{close[0]}」？" if close else ""
     ids = "、".join(all_regions())
     return f"未知的地区「{name}」{hint}（可用：{ids}）"
+
+
+def copy_region(source: Region, region_id: str, into: Path) -> Path:
+    """A new region folder ``into/region_id`` copied from ``source``, as a start for a user's own.
+
+    The copy is not the default region and has no aliases of the original (both would make
+    「地区」 ambiguous); its name asks to be filled in.
+    """
+    if not _REGION_ID.match(region_id):
+        raise RegionError(f"地区 id「{region_id}」只能由小写英文字母、数字和连字符组成，如 hubei-county")
+    target = into / region_id
+    if target.exists():
+        raise RegionError(f"{target} 已存在")
+    files = {p.relative_to(source.folder): p.read_bytes() for p in source.files()}
+    rules = files[Path(RULES_FILE)].decode("utf-8").splitlines()
+    kept = [line for line in rules if not line.startswith(("default:", "aliases:", "name:"))]
+    files[Path(RULES_FILE)] = "\n".join(
+        [f"# 由 {source.id} 复制：请改为本地区的名称和规则", "name: 请填写地区全称", "aliases: []", *kept, ""]
+    ).encode("utf-8")
+    staging = into / f".{region_id}.part"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        for relative, data in files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_bytes(data)
+        staging.rename(target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RegionError(f"无法写入 {target}：{exc.strerror or exc}") from exc
+    return target
+
+
+_REGION_ID = re.compile(r"^[a-z][a-z0-9-]*$")

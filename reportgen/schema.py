@@ -169,7 +169,7 @@ class Funds(Model):
     )
     total: MoneyRow = field("年度资金总额", "资金合计行", "资金总额", "合计", default=MoneyRow())
     fiscal: MoneyRow = field(
-        "当年财政拨款", "其中：当年财政拨款", "财政拨款", "市级预算资金", "本年财政拨款", "其中：本年财政拨款",
+        "当年财政拨款", "其中：当年财政拨款", "财政拨款", "市级预算资金", "本年财政拨款",
         default=MoneyRow(),
     )
     carryover: MoneyRow = field("上年结转资金", "其中：上年结转资金", "上年结转", default=MoneyRow())

@@ -20,7 +20,7 @@ from . import checks, view
 from .declared import DeclaredField, DeclaredMoneyRow, label_targets
 from .errors import Problem, display_path
 from .load import Document, LocatedList, LocatedMap, Mark, Source, join_key, load_file
-from .regions import Region, all_regions, find_region, suggest_region
+from .regions import Region, add_region_folders, all_regions, data_region_folders, find_region, suggest_region
 from .schema import UNIT_FIELDS, Funds, Indicator, MoneyRow, Project, labels_of, nested_model, user_fields
 from .score import Finding, Loc, Result, score_project
 from .values import ValueParseError, normalize_text
@@ -145,7 +145,9 @@ _KEEP: list[Region] = []  # the regions indexed, so that no id() is reused while
 
 @lru_cache(maxsize=4096)  # the same few dozen keys recur in every file
 def _norm_key(key: str) -> str:
-    return normalize_text(key).replace(" ", "").replace("（", "(").replace("）", ")").lower()
+    """Spellings that differ only in spaces, bracket width, case or a leading 其中： are one key."""
+    norm = normalize_text(key).replace(" ", "").replace("（", "(").replace("）", ")").lower()
+    return norm.removeprefix("其中:").removeprefix("其中：")
 
 
 def _model_path(loc: Loc) -> tuple[str, ...]:
@@ -489,6 +491,8 @@ def _report_unit_files_once(results: list[Checked], files: Files) -> None:
 
 
 def check_paths(paths: list[Path]) -> list[Checked]:
+    """Every project under the paths; a data folder's own ``regions/`` are known first."""
     from .load import discover
 
+    add_region_folders(data_region_folders(paths))
     return check_all(discover(paths))

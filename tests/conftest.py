@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reportgen.cli import main
+from reportgen.regions import forget_region_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -50,6 +51,13 @@ BASE_PROJECT = """\
     实际完成值: "100%"
     分值: 10
 """
+
+
+@pytest.fixture(autouse=True)
+def _only_builtin_regions():
+    """Region folders a test makes known (``--regions``, a data folder's ``regions/``) end with it."""
+    yield
+    forget_region_folders()
 
 
 def run_cli(*args: str) -> Result:

@@ -74,7 +74,7 @@ def test_summary_csv(built: Path) -> None:
 def test_manifest_checksums_match_the_files(built: Path) -> None:
     folder = built / JINFENG
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["rules"].keys() == {"yinchuan-jinfeng"}
+    assert manifest["regions"].keys() == {"yinchuan-jinfeng"}
     assert {o["path"] for o in manifest["outputs"]} == {
         *(f"{n}.{s}" for n in JINFENG_PROJECTS for s in ("docx", "pdf")), "全部项目.docx", "全部项目.pdf", "汇总表.csv",
     }
