@@ -35,6 +35,10 @@ def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return scratch
 
 
+# Settings that point Python or reportgen elsewhere.
+ELSEWHERE = ("PYTHONPATH", "PYTHONHOME", "REPORTGEN_TEMPLATES", "REPORTGEN_REGIONS")
+
+
 @dataclass(frozen=True)
 class OtherUser:
     """An unprivileged user, with a Python it may run and a folder of code it may read."""
@@ -51,7 +55,7 @@ def start_build(data: Path, out: Path, *extra: str, user: OtherUser | None = Non
     else:
         switch = ["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--clear-groups"]
         command = [*switch, str(user.python), "-S", *arguments]  # -S: only the copied packages
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "REPORTGEN_TEMPLATES")}
+        env = {k: v for k, v in os.environ.items() if k not in ELSEWHERE}
         env["PYTHONPATH"], cwd = str(user.lib), user.lib.parent
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import DATA, ROOT, run_cli
-from .test_faults import public_python
+from .test_faults import ELSEWHERE, public_python
 
 pytestmark = [pytest.mark.packaging, pytest.mark.soffice]
 
@@ -32,8 +32,8 @@ NOT_IN_A_CLONE = shutil.ignore_patterns(
 
 
 def run(command: list[str | Path], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``command`` with none of this process's settings that point Python or reportgen elsewhere."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "REPORTGEN_TEMPLATES")}
+    """``command`` with none of this process's ELSEWHERE settings."""
+    env = {k: v for k, v in os.environ.items() if k not in ELSEWHERE}
     return subprocess.run(list(map(str, command)), capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
@@ -66,7 +66,11 @@ def files_under(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_wheel_installed_outside_the_checkout_builds_data(tmp_path: Path, built_data: Path) -> None:
+def test_wheel_installed_outside_the_checkout_builds_data(
+    tmp_path: Path, built_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ELSEWHERE:
+        monkeypatch.delenv(name, raising=False)  # also for the in-process run_cli below
     # pip builds in the source folder (build/, *.egg-info): a copy keeps this checkout clean.
     source = copy_checkout(tmp_path / "source")
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
