@@ -243,11 +243,7 @@ def templates_dump(what: str, out: Path | None) -> None:
     from .templates import dump
 
     path = Path(what)
-    if path.is_file():
-        text = dump(path, path.parent.name)
-    else:
-        region = _region(what)
-        text = dump(region.template, f"{region.name} {region.title}")
+    text = dump(path if path.is_file() else _region(what).template)
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -70,6 +70,39 @@ def _vmerge_cell(match: re.Match[str]) -> str:
     return cell[:at] + merge + cell[at:]
 
 
+_TEXT = re.compile(r"(<w:t)((?: [^>]*)?>)(.*?)(</w:t>)", re.DOTALL)
+_TAG_SPAN = re.compile(r"\{[{%#].*?[}%#]\}", re.DOTALL)
+
+
+def _join_split_tags(xml: str) -> str:
+    """Gather each tag's text into the run where it starts.
+
+    Word and Writer split a paragraph's text into runs wherever spelling marks, revision ids or
+    formatting change, so a tag typed as ``{{ project.name }}`` may be stored as ``{`` +
+    ``{ project.na`` + ``me }}``. docxtpl only repairs tags whose braces stay together.
+    """
+    def paragraph(match: re.Match[str]) -> str:
+        text = match[0]
+        pieces = _TEXT.findall(text)
+        if len(pieces) < 2 or "{" not in text:
+            return text
+        joined = "".join(piece[2] for piece in pieces)
+        owner = [i for i, piece in enumerate(pieces) for _ in piece[2]]
+        moved = False
+        for span in _TAG_SPAN.finditer(joined):
+            first = owner[span.start()]
+            if owner[span.end() - 1] != first:
+                owner[span.start() : span.end()] = [first] * (span.end() - span.start())
+                moved = True
+        if not moved:
+            return text
+        texts = ["".join(c for c, o in zip(joined, owner, strict=True) if o == i) for i in range(len(pieces))]
+        replacement = iter(texts)
+        return _TEXT.sub(lambda m: f'{m[1]} xml:space="preserve">{next(replacement)}{m[4]}', text)
+
+    return _PARAGRAPH.sub(paragraph, xml)
+
+
 _PATCHED: dict[str, str] = {}
 _PATCHED_MAX = 64  # template parts (body, headers, footers) of every region, with room to spare
 
@@ -81,7 +114,7 @@ class _Template(DocxTemplate):
         # docxtpl's clean-up reads nothing but the XML: once per template, not once per form.
         patched = _PATCHED.get(src_xml)
         if patched is None:
-            patched = _VMERGE_CELL.sub(_vmerge_cell, super().patch_xml(src_xml))
+            patched = _VMERGE_CELL.sub(_vmerge_cell, super().patch_xml(_join_split_tags(src_xml)))
             if len(_PATCHED) < _PATCHED_MAX:
                 _PATCHED[src_xml] = patched
         return patched

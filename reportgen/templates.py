@@ -20,8 +20,8 @@ from docx.oxml.ns import qn
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from .errors import TemplateError
-from .regions import Region, all_regions
+from .errors import RegionError, TemplateError
+from .regions import Region, all_regions, load_region
 from .render import template_tags
 from .schema import Evaluator, Funds, Indicator, MoneyRow, Project, ScorecardRow
 from .score import score_project
@@ -195,8 +195,18 @@ def _dump_table(table: Table) -> list[str]:
     return [*lines, "[end table]"]
 
 
-def dump(template: Path, title: str) -> str:
+def dump_title(template: Path) -> str:
+    """The first line's name: the region's name and form title, else the folder's name."""
+    try:
+        region = load_region(template.parent)
+    except RegionError:
+        return template.parent.name
+    return f"{region.name} {region.title}"
+
+
+def dump(template: Path, title: str | None = None) -> str:
     """The template as ``form.txt``: page setup, then one line per paragraph and table row."""
+    title = title or dump_title(template)
     document = Document(str(template))
     lines = [f"# {title} — form.docx as text (reportgen templates dump); edit form.docx, not this file.", LEGEND, ""]
     section = document.sections[0]
