@@ -140,7 +140,7 @@ class _Starter:
     def declared(self, declared: DeclaredField, indent: str) -> None:
         if declared.fixed:
             return
-        value = {"choice": declared.options[0], "date": "2024-12-31"}.get(declared.type, "")
+        value = declared.options[0] if declared.type == "choice" else ("2024-12-31" if declared.type == "date" else "")
         if declared.required and declared.type == "text":
             value = f"请填写{declared.label}"
         hint = f"  # {declared.type_name()}" + ("（必填）" if declared.required else "")

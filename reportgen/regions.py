@@ -271,7 +271,8 @@ def _yaml_problems(path: Path, data: LocatedMap, exc: ValidationError, model: ty
             message = f"缺少必填项「{loc[-1]}」"
         elif kind == "literal_error":
             mark, key, _ = _locate(data, loc, model)
-            message = f"应为以下之一：{error['ctx']['expected']}".replace("'", "")
+            expected = str(error["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+            message = f"应为以下之一：{expected}"
         else:
             mark, key, _ = _locate(data, loc, model)
             message = _PYDANTIC_MESSAGES.get(kind, str(error["msg"]).removeprefix("Value error, "))
@@ -311,7 +312,7 @@ def load_region(folder: Path, origin: str = BUILTIN) -> Region:
     problems += found
     if not (folder / TEMPLATE_FILE).is_file():
         problems.append(Problem(display_path(folder / TEMPLATE_FILE), 1, 1, "error", "", "缺少模板文件 form.docx"))
-    errors = [p for p in problems if p.is_error]
+    errors = sorted(p for p in problems if p.is_error)
     if errors or region is None or declared is None:
         raise RegionError("地区文件有误：\n" + "\n".join(map(str, errors)), errors)
     assert isinstance(region, Region)
