@@ -98,7 +98,7 @@ def _region(name: str | None) -> Region:
 
 
 REGION_OPTION = click.option(
-    "--region", "region_name", default=None, help="地区 id 或名称，如 深圳龙华；缺省为缺省地区。"
+    "--region", "region_name", default=None, help="地区 id 或名称（见 reportgen regions）；缺省为缺省地区。"
 )
 
 
@@ -203,7 +203,7 @@ def region_group() -> None:
 
 @region_group.command("new")
 @click.argument("region_id")
-@click.option("--from", "source", required=True, help="复制哪个地区作为起点，如 national。")
+@click.option("--from", "source", required=True, help="复制哪个地区作为起点（id 或名称，见 reportgen regions）。")
 @click.option("--into", "into", type=click.Path(path_type=Path, file_okay=False), default=Path("data") / "regions",
               show_default=True, help="新地区文件夹放在哪里（数据文件夹的 regions/ 会被自动使用）。")
 @_friendly

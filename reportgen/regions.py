@@ -125,7 +125,7 @@ class Region(Rules):
     origin: str = BUILTIN  # where the folder came from: 内置, or the user's folder
     declared: Declarations = Declarations()
     default: bool = Field(False, description="项目文件不写「地区」时使用本地区（只能有一个地区这样标记）")
-    name: str = Field(description="地区全称，如 深圳市龙华区")
+    name: str = Field(description="地区全称，如 某某市某某区")
     aliases: list[str] = Field([], description="数据文件中「地区」可用的其他写法")
     title: str = Field("项目支出绩效自评表", description="表名")
     description: str = ""

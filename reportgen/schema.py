@@ -243,7 +243,7 @@ class Signoff(Model):
 class Project(Model):
     """一个项目的绩效自评表。"""
 
-    region: Text | None = field("地区", "地区规则，如 深圳龙华；缺省为标为缺省的地区", "地区规则")
+    region: Text | None = field("地区", "地区 id 或名称（见 reportgen regions）；缺省为标为缺省的地区", "地区规则")
     year: Year = required("年度", "绩效自评年度", "绩效自评年度", "自评年度")
     code: Text | None = field("项目编号", "预算系统中的项目编号")
     name: RequiredText = required("项目名称", "项目名称")

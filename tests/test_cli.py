@@ -8,7 +8,9 @@ import pytest
 
 from reportgen.regions import all_regions
 
-from .conftest import run_cli
+from reportgen.validate import check_paths
+
+from .conftest import BASE_PROJECT, DATA, run_cli
 
 
 def test_fields_reference_is_generated_from_the_model() -> None:
@@ -119,3 +121,32 @@ def test_a_reader_that_goes_away_stops_the_output_quietly() -> None:
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 1
     assert errors == ""  # no "internal error", no traceback
+
+
+def test_new_starter_rows_carry_each_level1s_usual_level2(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("new", "--region", "national", "p.yaml").exit_code == 0
+    lines = Path("p.yaml").read_text(encoding="utf-8").splitlines()
+    pairs = [(a.split(": ")[1], b.split(": ")[1]) for a, b in zip(lines, lines[1:], strict=False)
+             if a.startswith("  - 一级指标: ")]
+    assert pairs == [("产出指标", "数量指标"), ("效益指标", "社会效益指标"), ("满意度指标", "服务对象满意度指标")]
+
+
+def test_fields_reference_is_chinese_throughout() -> None:
+    rows = [line for line in run_cli("fields").stdout.splitlines() if line.startswith("| `")]
+    kinds = [row.split(" | ")[3] for row in rows]
+    assert [kind for kind in kinds if any("a" <= c.lower() <= "z" for c in kind)] == []
+    assert "| `funds` | 项目资金 | 资金使用情况、项目资金情况 | 映射（资金栏：各资金行和预算执行率得分） |" in "\n".join(rows)
+
+
+def test_score_explain_prints_amounts_in_the_forms_unit() -> None:
+    project = DATA / "2023" / "银川金凤区智慧城市运营中心" / "政府批准聘用人员支出.yaml"
+    lines = run_cli("score", "--explain", str(project)).stdout.splitlines()
+    assert lines[2].endswith("全年执行数 180.97212 万元，年初预算数 207.6892 万元")
+
+
+def test_benniancaizhengbokuan_is_a_spelling_of_the_fiscal_row(project_file) -> None:
+    name = project_file(BASE_PROJECT.replace("  当年财政拨款:", "  其中：本年财政拨款:"))
+    [checked] = check_paths([Path(name)])
+    assert checked.ok, [str(p) for p in checked.problems]
+    assert str(checked.project.funds.fiscal.executed.value) == "990.00"
