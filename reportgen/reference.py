@@ -3,45 +3,68 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from .declared import DeclaredField, DeclaredMoneyRow, label_targets
+from .declared import DeclaredField, label_targets
 from .regions import Region
 from .schema import UNIT_FIELDS, Funds, Indicator, MoneyRow, Project, ScorecardRow, labels_of, nested_model, user_fields
 from .view import printed_tags, prints
 
-_TYPE_NAMES = {
-    "_text": "文字",
-    "_required_text": "文字（不能为空）",
-    "_money": "金额（如 180.97万元、1,663,900.00元）",
-    "_rate": "百分比（如 99.32%）",
-    "_points": "分数",
-    "_points_or_mark": "分数，或 无/不适用",
-    "_year": "年度（如 2022）",
-    "_date": "日期（如 2021-08-09）",
-    "parse": "可选值",
+_KINDS = {  # parser → (kind, Chinese type name)
+    "_text": ("text", "文字"),
+    "_required_text": ("text", "文字（不能为空）"),
+    "_money": ("money", "金额（如 180.97万元、1,663,900.00元）"),
+    "_rate": ("rate", "百分比（如 99.32%）"),
+    "_points": ("points", "分数"),
+    "_points_or_mark": ("points_or_mark", "分数，或 无/不适用"),
+    "_year": ("year", "年度（如 2022）"),
+    "_date": ("date", "日期（如 2021-08-09）"),
 }
 
 
-def _type_name(model: type[BaseModel], name: str) -> str:
+@dataclass(frozen=True)
+class FieldSpec:
+    """One key a project file may hold, for a region: the one list that the field reference, the
+    starter file, import and the web form read."""
+
+    key: str  # the path in English names: funds.total.initial, indicators.weight, fields.conclusion
+    label: str  # as the region prints it
+    aliases: tuple[str, ...]
+    kind: str  # text, date, money, rate, points, points_or_mark, year, choice, mapping, list, shares
+    type_name: str  # the kind in Chinese
+    required: bool
+    description: str
+    options: tuple[str, ...] = ()
+    fixed: str | None = None  # a declared text the form always prints
+    declared: bool = False
+
+    @property
+    def parent(self) -> str:
+        return self.key.rpartition(".")[0]
+
+
+def _kind(model: type[BaseModel], name: str) -> tuple[str, str]:
     annotation = model.model_fields[name].annotation
     inner = nested_model(model, name)
     if inner is not None:
-        kind = "列表" if typing.get_origin(annotation) is list else "映射"
-        return f"{kind}（{inner.__doc__.splitlines()[0].rstrip('。')}）"
+        kind = "list" if typing.get_origin(annotation) is list else "mapping"
+        return kind, f"{'列表' if kind == 'list' else '映射'}（{inner.__doc__.splitlines()[0].rstrip('。')}）"
     for arg in (annotation, *typing.get_args(annotation)):
         for meta in getattr(arg, "__metadata__", ()):
             function = getattr(meta, "func", None)
             if function is not None:
-                return _TYPE_NAMES.get(function.__name__, "文字")
+                if function.__name__ == "parse":  # a _choice of fixed words
+                    return "choice", "可选值"
+                return _KINDS.get(function.__name__, ("text", "文字"))
     if typing.get_origin(annotation) is dict or dict in typing.get_args(annotation):
-        return "映射（一级指标: 分值）"
-    return "文字"
+        return "shares", "映射（一级指标: 分值）"
+    return "text", "文字"
 
 
-def _rows(model: type[BaseModel], prefix: str, region: Region | None) -> list[str]:
-    rows = []
+def _common(model: type[BaseModel], prefix: str, region: Region | None) -> Iterator[FieldSpec]:
     labels = label_targets(region.declared.labels) if region else {}
     for name in user_fields(model):
         info = model.model_fields[name]
@@ -50,36 +73,47 @@ def _rows(model: type[BaseModel], prefix: str, region: Region | None) -> list[st
         label, aliases = labels_of(model, name)
         if (model, name) in labels:
             label, aliases = labels[(model, name)], [label, *aliases]
-        required = "是" if info.is_required() else ""
-        other = "、".join(aliases)
-        kind = _type_name(model, name)
-        rows.append(f"| `{prefix}{name}` | {label} | {other} | {kind} | {required} | {info.description} |")
+        kind, type_name = _kind(model, name)
+        options = tuple(typing.get_args(typing.get_args(info.annotation)[0])) if kind == "choice" else ()
+        yield FieldSpec(f"{prefix}{name}", label, tuple(aliases), kind, type_name, info.is_required(),
+                        info.description or "", options)
         inner = nested_model(model, name)
         if inner is not None:
-            rows.extend(_rows(inner, f"{prefix}{name}.", region))
-        if region is not None and (model, name) in _DECLARED_AFTER:
-            rows.extend(_declared_rows(region, _DECLARED_AFTER[(model, name)], f"{prefix}{name}."))
-    return rows
+            yield from _common(inner, f"{prefix}{name}.", region)
+        if region is not None and (model, name) == (Project, "funds"):
+            yield from _money_rows(region)
+        if region is not None and (model, name) == (Project, "indicators"):
+            yield from (_declared(d, "indicators.") for d in region.declared.indicator_columns)
 
 
-# Where the declared fields of each kind are listed in the reference: after the field they belong to.
-_DECLARED_AFTER = {(Project, "funds"): "money_rows", (Project, "indicators"): "indicator_columns"}
+def _money_rows(region: Region) -> Iterator[FieldSpec]:
+    tags = printed_tags(region)
+    for row in region.declared.money_rows:
+        what = "「其中」行" if row.part else "资金行"
+        yield FieldSpec(f"funds.{row.id}", row.label, tuple(row.aliases), "mapping", f"映射（{what}：各栏金额）",
+                        False, "本地区的资金行", declared=True)
+        for column in ("initial", "annual", "adjusted", "executed"):
+            if any(tag.startswith(f"funds.{row.id}.{column}") for tag in tags):
+                label, aliases = labels_of(MoneyRow, column)
+                kind, type_name = _kind(MoneyRow, column)
+                yield FieldSpec(f"funds.{row.id}.{column}", label, tuple(aliases), kind, type_name, False,
+                                MoneyRow.model_fields[column].description or "", declared=True)
 
 
-def _declared_rows(region: Region, kind: str, prefix: str) -> list[str]:
-    rows = []
-    for declared in getattr(region.declared, kind):
-        other = "、".join(declared.aliases)
-        if isinstance(declared, DeclaredMoneyRow):
-            what = "「其中」行" if declared.part else "资金行"
-            kind = f"映射（{what}：各栏金额）"
-            rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | {kind} |  | 本地区的资金行 |")
-            continue
-        required = "是" if declared.required else ""
-        meaning = declared.description or ("表上的固定文字，不用填写" if declared.fixed else "本地区表格的栏目")
-        kind = declared.type_name()
-        rows.append(f"| `{prefix}{declared.id}` | {declared.label} | {other} | {kind} | {required} | {meaning} |")
-    return rows
+def _declared(declared: DeclaredField, prefix: str) -> FieldSpec:
+    meaning = declared.description or ("表上的固定文字，不用填写" if declared.fixed else "本地区表格的栏目")
+    return FieldSpec(f"{prefix}{declared.id}", declared.label, tuple(declared.aliases), declared.type,
+                     declared.type_name(), declared.required, meaning, tuple(declared.options), declared.value,
+                     declared=True)
+
+
+def region_fields(region: Region | None = None) -> list[FieldSpec]:
+    """Every key a project file may hold: for a region, only what its form prints, in its words
+    and with the fields it declares (``fields.<id>`` for its project-level ones)."""
+    specs = list(_common(Project, "", region))
+    if region is not None:
+        specs.extend(_declared(d, "fields.") for d in region.declared.fields)
+    return specs
 
 
 def field_reference(region: Region | None = None) -> str:
@@ -89,14 +123,16 @@ def field_reference(region: Region | None = None) -> str:
     title = "# 字段说明（reportgen fields）"
     if region is not None:
         title = f"# 字段说明：{region.name}（reportgen fields --region {region.id}）"
-    rows = _rows(Project, "", region)
-    if region is not None:
-        rows.extend(_declared_rows(region, "fields", ""))
+    rows = [
+        f"| `{spec.key}` | {spec.label} | {'、'.join(spec.aliases)} | {spec.type_name} | "
+        f"{'是' if spec.required else ''} | {spec.description} |"
+        for spec in region_fields(region)
+    ]
     return "\n".join(
         [
             title,
             "",
-            "每个键都可以写英文名、表上的中文标签或「其他写法」中的任何一种。",
+            "每个键都可以写英文名、表上的中文标签或「其他写法」中的任何一种（本地区声明的栏目写中文标签或其他写法）。",
             f"单位文件 `_unit.yaml` 可设置：{units}；同一文件夹（及其子文件夹）中的项目文件继承这些值，并可覆盖。",
             "绩效指标和评分表中，一级指标、二级指标留空表示「同上一行」。",
             *(["只列出本地区表格上印有的字段；写了表上没有的字段是错误。"] if region else []),

@@ -184,8 +184,8 @@ def test_declared_fields_are_checked_like_common_ones(county: Path, tmp_path: Pa
 def test_fields_new_and_templates_check_know_the_declared_fields(county: Path, tmp_path: Path) -> None:
     regions = str(county.parent)
     reference = run_cli("--regions", regions, "fields", "--region", "county").output.splitlines()
-    assert "| `conclusion` | 评价结论 | 自评结论 | 文字 | 是 | 本地区表格的栏目 |" in reference
-    assert "| `kind` | 项目类型 |  | 单选：常年性、延续性、一次性 |  | 本地区表格的栏目 |" in reference
+    assert "| `fields.conclusion` | 评价结论 | 自评结论 | 文字 | 是 | 本地区表格的栏目 |" in reference
+    assert "| `fields.kind` | 项目类型 |  | 单选：常年性、延续性、一次性 |  | 本地区表格的栏目 |" in reference
     assert not any(line.startswith("| `overview`") for line in reference)  # national prints no 项目概况
     assert run_cli("--regions", regions, "new", "--region", "county", "p.yaml").exit_code == 0
     starter = (tmp_path / "p.yaml").read_text(encoding="utf-8")
