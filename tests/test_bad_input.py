@@ -33,6 +33,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reportgen.cli import main
+from reportgen.regions import all_regions
 
 FILE = "p.yaml"
 MAX_SECONDS = 2.0
@@ -174,7 +175,7 @@ UNKNOWN_ENCODING = "文件编码无法识别（既不是 UTF-8 也不是 GBK）�
 NUL = "文件中有空字符(NUL)，可能不是文本文件或编码错误；请另存为 UTF-8"
 EMPTY = "文件为空，没有任何内容"
 NOT_MAPPING = "文件顶层应为「键: 值」映射，实际是{}"
-REGIONS = "（可用：beijing-fengtai、jinzhong、national、shenzhen-longhua、yinchuan-jinfeng）"
+REGIONS = f"（可用：{'、'.join(all_regions())}）"
 
 
 def dup(first_line: int) -> str:
