@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
 import pytest
 
 from reportgen.regions import all_regions
-
 from reportgen.validate import check_paths
 
 from .conftest import BASE_PROJECT, DATA, run_cli
@@ -127,8 +127,7 @@ def test_new_starter_rows_carry_each_level1s_usual_level2(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     assert run_cli("new", "--region", "national", "p.yaml").exit_code == 0
     lines = Path("p.yaml").read_text(encoding="utf-8").splitlines()
-    pairs = [(a.split(": ")[1], b.split(": ")[1]) for a, b in zip(lines, lines[1:], strict=False)
-             if a.startswith("  - 一级指标: ")]
+    pairs = [(a.split(": ")[1], b.split(": ")[1]) for a, b in itertools.pairwise(lines) if a.startswith("  - 一级指标: ")]
     assert pairs == [("产出指标", "数量指标"), ("效益指标", "社会效益指标"), ("满意度指标", "服务对象满意度指标")]
 
 
