@@ -20,6 +20,7 @@ from .score import (
     score_execution,
 )
 from .values import format_decimal
+from .view import prints
 
 Check = Callable[[Project, Region], Iterator[Finding]]
 _COLUMNS = {"initial": "年初预算数", "annual": "全年预算数", "adjusted": "调整后预算数", "executed": "全年执行数"}
@@ -178,6 +179,8 @@ def printed_rate_matches(project: Project, region: Region) -> Iterator[Finding]:
 
 def shortfalls_explained(project: Project, region: Region) -> Iterator[Finding]:
     """A score below its weight needs a 偏差原因分析 (reason and improvement measures)."""
+    if not prints(region, ("indicators", "reason")):
+        return  # the form has no reason column: it cannot be asked for here
     for index, row in enumerate(project.indicators):
         weight = _weight(row.weight)
         if isinstance(row.score, Decimal) and row.score < weight and not row.reason:

@@ -38,6 +38,10 @@ class DeclaredField(Declaration):
     required: bool = Field(False, description="是否必填")
     unit: bool = Field(False, description="可写在单位文件 _unit.yaml 中")
     value: str | None = Field(None, description="固定印在表上的文字（如报表编号）；不由项目文件填写")
+    boxes: str = Field(
+        "{box}{option}",
+        description="choice 每个选项的印法：{box} 是 ☑ 或 ☐，{option} 是选项，{n} 是序号；如 {n}、{option}{box}",
+    )
     description: str = Field("", description="字段说明（reportgen fields 中显示）")
 
     @model_validator(mode="after")
@@ -81,7 +85,10 @@ class DeclaredField(Declaration):
         if self.fixed:
             return self.value or ""
         if self.type == "choice":
-            return "　".join(f"{BOX_ON if option == value else BOX_OFF}{option}" for option in self.options)
+            return "　".join(
+                self.boxes.format(box=BOX_ON if option == value else BOX_OFF, option=option, n=n)
+                for n, option in enumerate(self.options, 1)
+            )
         if value is None:
             return ""
         return value.text if isinstance(value, NotApplicable) else str(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 from pydantic import BaseModel
 
@@ -217,7 +218,10 @@ class _Starter:
         execution = self.region.execution.row
         for category in self.region.categories:
             usual = (category.level2 or ["请填写"])[0]
-            parts = [(p.name, p.share) for p in category.parts] or [(usual, category.share)]
+            parts = [(p.name, p.share) for p in category.parts]
+            rest = category.share - sum((share for _, share in parts), Decimal(0))
+            if rest > 0:  # the share the parts leave over (all of it, without parts)
+                parts.append((next((n for n in category.level2 if n not in dict(parts)), usual), rest))
             for level2, share in parts:
                 if execution and execution.level1 == category.name and execution.level2 in ("", level2):
                     share -= self.region.execution.weight

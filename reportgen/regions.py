@@ -10,6 +10,7 @@ a later folder's region overrides an earlier one with the same id. Adding a regi
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import shutil
@@ -56,6 +57,7 @@ class ExecutionRow(Rules):
     level2: str = Field("", description="所在二级指标，如 资金管理")
     name: str = Field("预算执行率", description="三级指标名称")
     target: str = Field("100%", description="指标值栏印的文字")
+    first: bool = Field(False, description="印在该一级指标的第一行（缺省印在最后一行之后）")
 
 
 class Execution(Rules):
@@ -327,6 +329,7 @@ _user_folders: list[Path] = []
 def add_region_folders(folders: Iterable[Path]) -> None:
     """Make the user's region folders known: each is a region folder or a folder of them."""
     for folder in folders:
+        folder = folder.absolute()  # a relative name would mean another folder after a chdir
         if folder not in _user_folders:
             _user_folders.append(folder)
 
@@ -354,7 +357,7 @@ def region_sources() -> list[tuple[Path, str]]:
     env = [Path(p) for p in os.environ.get(REGIONS_ENV, "").split(os.pathsep) if p]
     for folder in [*env, *_user_folders]:
         if not folder.is_dir():
-            raise RegionError(f"找不到地区文件夹：{folder}")
+            raise RegionError(f"找不到地区文件夹：{display_path(folder)}")
         sources.append((folder, display_path(folder)))
     return sources
 
@@ -365,8 +368,23 @@ def _region_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / RULES_FILE).is_file())
 
 
-@cache
-def _registry(sources: tuple[tuple[Path, str], ...]) -> dict[str, Region]:
+def _stamp(sources: list[tuple[Path, str]]) -> tuple:
+    """What the registry depends on: the region folders and their YAML files' sizes and times
+    (a long-running process, such as the web page, sees a region edited while it runs)."""
+    stamp = []
+    for root, origin in sources:
+        for folder in _region_folders(root):
+            for name in (RULES_FILE, FIELDS_FILE):
+                try:
+                    stat = (folder / name).stat()
+                except OSError:
+                    continue
+                stamp.append((str(folder / name), origin, stat.st_mtime_ns, stat.st_size))
+    return tuple(stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _registry(sources: tuple[tuple[Path, str], ...], stamp: tuple) -> dict[str, Region]:
     regions: dict[str, Region] = {}
     problems: list[Problem] = []
     for root, origin in sources:
@@ -384,7 +402,8 @@ def _registry(sources: tuple[tuple[Path, str], ...]) -> dict[str, Region]:
 
 
 def all_regions() -> dict[str, Region]:
-    return _registry(tuple(region_sources()))
+    sources = region_sources()
+    return _registry(tuple(sources), _stamp(sources))
 
 
 def default_region() -> Region | None:

@@ -98,11 +98,12 @@ def _execution_row(project: Project, region: Region, result: Result) -> dict | N
     }
 
 
-def _with_execution_row(rows: list[dict], row: dict | None) -> list[dict]:
-    """``rows`` with the execution row after the last row of its 一级 group (or at the end)."""
+def _with_execution_row(rows: list[dict], row: dict | None, first: bool) -> list[dict]:
+    """``rows`` with the execution row first in its 一级 group or after its last row (else at the end)."""
     if row is None:
         return rows
-    at = max((i + 1 for i, r in enumerate(rows) if r["level1"] == row["level1"]), default=len(rows))
+    group = [i for i, r in enumerate(rows) if r["level1"] == row["level1"]]
+    at = (group[0] if first else group[-1] + 1) if group else len(rows)
     return [*rows[:at], row, *rows[at:]]
 
 
@@ -129,7 +130,8 @@ def indicators_view(project: Project, region: Region, result: Result) -> list[di
                 **{d.id: d.printed(indicator.declared.get(d.id)) for d in region.declared.indicator_columns},
             }
         )
-    rows = _with_execution_row(rows, _execution_row(project, region, result))
+    place = region.execution.row
+    rows = _with_execution_row(rows, _execution_row(project, region, result), bool(place and place.first))
     _mark_spans(rows, "level1")
     _mark_spans(rows, "level2", within="level1")
     return rows

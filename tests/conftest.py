@@ -12,6 +12,9 @@ from reportgen.regions import forget_region_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
+# The seed and example projects of data/, and their units (one bundle each).
+DATA_PROJECTS = sorted(p for p in DATA.rglob("*.yaml") if not p.name.startswith("_") and "regions" not in p.parts)
+DATA_UNITS = sorted({p.parent for p in DATA_PROJECTS})
 
 # A valid 深圳龙华 project: weights 10 (execution) + 50 + 30 + 10 = 100.
 BASE_PROJECT = """\
@@ -86,5 +89,5 @@ def built_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("built")
     report = build([DATA], out)
     assert report.ok, report.failures
-    assert (report.projects, report.rebuilt, len(report.bundles)) == (9, 9, 4)
+    assert (report.projects, report.rebuilt, len(report.bundles)) == (len(DATA_PROJECTS), len(DATA_PROJECTS), len(DATA_UNITS))
     return out

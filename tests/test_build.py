@@ -17,7 +17,7 @@ from pypdf import PdfReader
 
 from reportgen.build import Options, build
 
-from .conftest import BASE_PROJECT, DATA, run_cli
+from .conftest import BASE_PROJECT, DATA, DATA_PROJECTS, run_cli
 
 pytestmark = pytest.mark.soffice
 
@@ -40,7 +40,7 @@ def built(built_data: Path) -> Path:
 
 def test_every_project_has_docx_and_pdf(built: Path) -> None:
     pdfs = sorted(p.stem for p in built.rglob("*.pdf") if p.stem != "全部项目")
-    assert len(pdfs) == len([p for p in DATA.rglob("*.yaml") if not p.name.startswith("_")])
+    assert len(pdfs) == len(DATA_PROJECTS)
     for pdf in built.rglob("*.pdf"):
         assert pdf.with_suffix(".docx").is_file()
         assert len(PdfReader(pdf).pages) >= 1

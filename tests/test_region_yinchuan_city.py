@@ -81,8 +81,8 @@ def test_the_example_builds_from_a_copy_of_the_region_folder(regions: str, tmp_p
     # 预算执行率 is a row of the table inside 项目管理: 10 × 173.47 / 180 = 9.637… → 9.64
     assert by_name["预算执行率"] == ["项目管理(25分)", "投入管理", "预算执行率", "10", "—", "96.37%", "9.64", ""]
     assert [row[2] for row in table[1:-1] if row[0] == "项目管理(25分)"] == [
-        "财务管理制度有效性", "绩效监控有效性", "管理制度有效性", "预算执行率",
-    ]  # fmt: skip
+        "预算执行率", "财务管理制度有效性", "绩效监控有效性", "管理制度有效性",
+    ]  # fmt: skip  (the form prints 预算执行率 first in 项目管理)
     assert by_name["完整性"] == ["项目决策(10分)", "项目目标", "完整性", "4", "—", "目标明确、内容细化、目标量化", "4", ""]
     assert by_name["城市管理问题采集数量"][:7] == [
         "项目产出(30分)", "数量指标(10分)", "城市管理问题采集数量", "6", "≥12万件", "12.6万件", "6",
