@@ -269,17 +269,32 @@ def test_regions_folder_of_a_data_folder_is_used_and_not_read_as_projects(county
     assert (result.exit_code, result.output) == (0, "检查了 1 个项目文件：0 个错误，0 个警告\n")
 
 
-@pytest.mark.parametrize("region", ["shenzhen-longhua", "national"])
+@pytest.mark.parametrize("region", ["shenzhen-longhua", "national", "yinchuan-jinfeng", "beijing-fengtai"])
 def test_a_key_of_another_regions_form_is_an_error_naming_both(region: str, project_file) -> None:
     text = BASE_PROJECT.replace("地区: 深圳龙华", f"地区: {region}") + "项目概况: 项目于年初启动\n"
     name = project_file(text)
     result = run_cli("validate", name)
     own, line = find_region(region).name, len(text.splitlines())
-    assert result.output.splitlines() == [
-        f"p.yaml:{line}:1: error: 项目概况: 「项目概况」不在{own}的表格上，填写了也不会印出；印有此项的地区：山西省晋中市（jinzhong）",
-        "检查了 1 个项目文件：1 个错误，0 个警告",
-    ]
+    assert result.exit_code == 1
+    assert (
+        f"p.yaml:{line}:1: error: 项目概况: 「项目概况」不在{own}的表格上，填写了也不会印出；印有此项的地区：山西省晋中市（jinzhong）"
+    ) in result.output.splitlines()
     assert not build([Path(name)], Path("out")).rebuilt  # nothing built for that project
+    assert not Path("out").exists() or not list(Path("out").rglob("*.docx"))
+
+
+def test_jinzhongs_form_refuses_a_key_only_shenzhen_longhua_prints(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(DATA / "2020", tmp_path / "2020")
+    project = next((tmp_path / "2020").rglob("数字城管运行费.yaml"))
+    text = project.read_text(encoding="utf-8") + "项目编号: '1401'\n"
+    project.write_text(text, encoding="utf-8")
+    result = run_cli("validate", "2020")
+    assert result.output.splitlines()[0] == (
+        f"2020/晋中市数字化城市管理中心/数字城管运行费.yaml:{len(text.splitlines())}:1: error: 项目编号: "
+        "「项目编号」不在山西省晋中市的表格上，填写了也不会印出；印有此项的地区：深圳市龙华区（shenzhen-longhua）"
+    )
+    assert not build([tmp_path / "2020"], tmp_path / "out").rebuilt
 
 
 def test_a_unit_files_value_the_form_does_not_print_is_located_in_the_unit_file(project_file) -> None:
