@@ -4,16 +4,24 @@ Starting LibreOffice costs far more than converting a one-page form, so document
 out in batches: one ``soffice --convert-to pdf`` call per worker, as many workers as cores,
 each with its own profile folder (two processes sharing a profile would hand their work to
 each other). A batch may be launched before its documents are written (LibreOffice opens each
-when it reaches it), and each PDF is handed back as soon as it is complete, so that the caller
-renders while LibreOffice starts and bundles while it converts. A worker that produces no PDF
-for ``timeout`` seconds (its start-up included) is killed with its whole process group; its
-unfinished documents are retried once in a fresh process. No LibreOffice process outlives the
-call, also on Ctrl-C.
+when it reaches it), and each PDF is handed back as soon as it is complete, its text layer
+repaired (``textlayer``), so that the caller renders while LibreOffice starts and bundles while
+it converts. The PDFs are tagged (``TAGGED``): screen readers follow the tables' structure.
+
+A worker is watched for progress: a new PDF. Each document is given time in proportion to its
+size (``allowance``; the first also LibreOffice's start-up); when that has passed without a new
+PDF, the worker's CPU time decides: a LibreOffice that has stopped working (no CPU for a while)
+is hung, one that still computes is slow and is left alone up to ``timeout`` seconds without a
+new PDF. Either way a hung worker is killed with its whole process group, and its unfinished
+documents are retried once in a fresh process. No LibreOffice process outlives the call, also
+on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import shutil
 import signal
@@ -24,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import textlayer
 from .errors import ConvertError
 
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
@@ -32,6 +41,17 @@ LIBREOFFICE_PACKAGE = "libreoffice-writer-nogui"
 FONT_PACKAGE = "fonts-noto-cjk"
 _POLL_SECONDS = 0.05
 MAX_DOCS_PER_CALL = 200
+# How long a document may take before LibreOffice is asked whether it still works. Measured on
+# 2 cores: LibreOffice starts in about 2 s and converts a one-page form (11 KB of DOCX) in about
+# 0.1 s, a 22-page one (16 KB) in 1.5 s. The allowance is several times that, so that a busy
+# machine is not taken for a hung LibreOffice; past it, LibreOffice still working is seen by its
+# CPU time (a table grows dearer than its size: 75 pages, 26 KB, take 38 s).
+STARTUP_SECONDS = 8.0
+DOCUMENT_SECONDS = 2.0
+SECONDS_PER_KB = 0.2
+# LibreOffice that uses less CPU than this in PROBE_SECONDS has stopped working.
+PROBE_SECONDS = 2.0
+IDLE_CPU_SECONDS = 0.05
 
 Outcome = Path | str  # the PDF, or why there is none
 ProgressCallback = Callable[[int, int], None]
@@ -79,6 +99,38 @@ def _pdf_ok(path: Path) -> bool:
             return head == b"%PDF-" and b"%%EOF" in pdf.read()
     except OSError:
         return False
+
+
+def allowance(doc: Path, first: bool) -> float:
+    """Seconds for LibreOffice to convert ``doc`` (and to start, for the ``first`` of a call)."""
+    return (STARTUP_SECONDS if first else 0.0) + DOCUMENT_SECONDS + SECONDS_PER_KB * _size(doc) / 1024
+
+
+def _allowance_at(docs: list[Path], index: int) -> float:
+    """The allowance of ``docs[index]``, the first of a call with LibreOffice's start; past the
+    last document, the time LibreOffice takes to exit."""
+    return allowance(docs[index], first=index == 0) if index < len(docs) else DOCUMENT_SECONDS
+
+
+def group_cpu_seconds(group: int) -> float | None:
+    """CPU seconds used by the processes of a process group (and their waited-for children), from
+    /proc; None where there is no /proc to read."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()  # after the command, which may hold spaces
+        except OSError:
+            continue  # ended meanwhile
+        if len(fields) > 14 and int(fields[2]) == group:  # pgrp; then utime, stime, cutime, cstime
+            total += sum(int(value) for value in fields[11:15]) / ticks
+    return total
 
 
 class _Processes:
@@ -176,25 +228,24 @@ class _Worker:
         process = self.processes.start(command)
         settled, newest = 0, -1  # docs[:settled] are dealt with; docs[newest] is the latest PDF seen
         failed: dict[Path, str] = {}
-        last_progress, hung = time.monotonic(), False
+        watch = _Watch(process.pid, self.timeout, functools.partial(_allowance_at, docs, 0))
         try:
             while process.poll() is None:
                 time.sleep(_POLL_SECONDS)
                 latest = max((i for i in range(newest + 1, len(docs)) if produced[i].exists()), default=newest)
                 if latest > newest:
-                    newest, last_progress = latest, time.monotonic()
+                    newest = latest
+                    watch.progress(functools.partial(_allowance_at, docs, newest + 1))
                     settled = self._settle(docs, produced, settled, newest, failed)
                 if settled == newest >= 0 and _pdf_ok(produced[newest]):  # finished: no need to wait
                     settled = self._settle(docs, produced, settled, newest + 1, failed)
-                if time.monotonic() - last_progress > self.timeout:
-                    hung = True
+                if watch.hung():
                     break
-            errors = b"" if hung or process.stderr is None else process.stderr.read()
+            errors = b"" if watch.why or process.stderr is None else process.stderr.read()
         finally:
             self.processes.end(process)
-        if hung:
-            why = "LibreOffice 转换超时（{:.0f} 秒内没有完成）：{}"
-            reasons = {doc: why.format(self.timeout, doc.name) for doc in docs}
+        if watch.why:
+            reasons = {doc: watch.why.format(doc.name) for doc in docs}
         else:
             detail = errors.decode(errors="replace").strip().splitlines()[-1:] or [f"退出码 {process.returncode}"]
             reasons = {doc: f"LibreOffice 未能转换 {doc.name}：{detail[0]}" for doc in docs}
@@ -207,10 +258,54 @@ class _Worker:
         for index in range(start, end):
             doc = docs[index]
             if _pdf_ok(produced[index]):
-                self.deliver(doc, Path(shutil.move(str(produced[index]), str(doc.with_suffix(".pdf")))))
+                pdf = Path(shutil.move(str(produced[index]), str(doc.with_suffix(".pdf"))))
+                textlayer.repair(pdf, doc)
+                self.deliver(doc, pdf)
             else:
                 failed[doc] = (reasons or {}).get(doc, f"LibreOffice 未能转换 {doc.name}")
         return end
+
+
+class _Watch:
+    """Whether one LibreOffice call has hung: no new PDF within the allowance of the document it
+    is on and no CPU used, or no new PDF for ``timeout`` seconds however busy it is. ``why`` is
+    then the message, with ``{}`` for the document's name.
+
+    The allowance is asked again when it has run out, since the document may have been written
+    only after LibreOffice was launched (its size unknown until then).
+    """
+
+    def __init__(self, group: int, timeout: float, allowed: Callable[[], float]) -> None:
+        self.group, self.timeout = group, timeout
+        self.why = ""
+        self.progress(allowed)
+
+    def progress(self, allowed: Callable[[], float]) -> None:
+        """A new PDF (or the start); ``allowed`` tells how long the next document may take."""
+        self.last_progress, self.allowed = time.monotonic(), allowed
+        self.deadline = self.last_progress + allowed()
+        self.probe: float | None = None  # CPU seconds when the current observation began
+
+    def hung(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_progress > self.timeout:
+            self.why = f"LibreOffice 转换超时（{self.timeout:.0f} 秒内没有完成）：{{}}"
+            return True
+        if now < self.deadline:
+            return False
+        seconds = self.allowed()
+        if self.probe is None and now < self.last_progress + seconds:
+            self.deadline = self.last_progress + seconds
+            return False
+        cpu = group_cpu_seconds(self.group)
+        if cpu is None:  # cannot tell: only the timeout applies
+            self.deadline = float("inf")
+            return False
+        if self.probe is not None and cpu - self.probe < IDLE_CPU_SECONDS:
+            self.why = f"LibreOffice 无响应（超过 {seconds:.0f} 秒没有新的 PDF，也不再占用 CPU）：{{}}"
+            return True
+        self.probe, self.deadline = cpu, now + PROBE_SECONDS
+        return False
 
 
 def _distinct_names(batch: list[Path]) -> list[list[Path]]:
@@ -227,10 +322,18 @@ def _distinct_names(batch: list[Path]) -> list[list[Path]]:
     return parts
 
 
+# Tagged PDF: the structure (headings, tables, rows, cells) in reading order, for screen readers.
+TAGGED = True
+
+
 def _filter(pdfa: bool) -> str:
-    if not pdfa:
-        return "pdf:writer_pdf_Export"
-    return 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
+    """LibreOffice's PDF export filter with its options (JSON, as LibreOffice 7.4 reads them)."""
+    options = {}
+    if TAGGED:
+        options["UseTaggedPDF"] = {"type": "boolean", "value": "true"}
+    if pdfa:
+        options["SelectPdfVersion"] = {"type": "long", "value": "2"}  # PDF/A-2b
+    return "pdf:writer_pdf_Export" + (":" + json.dumps(options, separators=(",", ":")) if options else "")
 
 
 def balance(weights: list[int], workers: int) -> list[list[int]]:

@@ -1,0 +1,124 @@
+"""A hung LibreOffice is told from a slow one: fake soffice programs that never answer, that
+work slowly, and that take their time over a large document."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from reportgen.convert import DOCUMENT_SECONDS, PROBE_SECONDS, SECONDS_PER_KB, STARTUP_SECONDS, Pool, allowance
+
+# A fake soffice's reading of its command line: the --outdir and the documents, in order.
+ARGUMENTS = """
+out=""; docs=()
+while [ $# -gt 0 ]; do
+  case "$1" in --outdir) out="$2"; shift 2;; --convert-to) shift 2;; -*) shift;; *) docs+=("$1"); shift;; esac
+done
+pdf() { cp "$BLANK" "$out/$(basename "$1" .docx).pdf"; }"""
+
+
+def _fake_soffice(folder: Path, body: str) -> Path:
+    fake = folder / "soffice"
+    fake.write_text(f"#!/bin/bash\nBLANK={_blank_pdf(folder / 'blank.pdf')}\n{ARGUMENTS}\n{body}\n", encoding="utf-8")
+    fake.chmod(0o755)
+    return fake
+
+
+def _blank_pdf(path: Path) -> Path:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    with path.open("wb") as handle:
+        writer.write(handle)
+    return path
+
+
+def _documents(folder: Path, sizes: dict[str, int]) -> list[Path]:
+    """Stand-ins for DOCX files of the given sizes (the fakes do not read them)."""
+    docs = []
+    for name, size in sizes.items():
+        (folder / name).mkdir(parents=True)
+        docs.append(folder / name / f"{name}.docx")
+        docs[-1].write_bytes(b"x" * size)
+    return docs
+
+
+def _processes_named(marker: str) -> list[str]:
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_the_allowance_grows_with_the_document(tmp_path: Path) -> None:
+    small, large = _documents(tmp_path, {"small": 10 * 1024, "large": 60 * 1024})
+    assert allowance(small, first=True) == STARTUP_SECONDS + DOCUMENT_SECONDS + 10 * SECONDS_PER_KB == 12.0
+    assert allowance(small, first=False) == DOCUMENT_SECONDS + 10 * SECONDS_PER_KB == 4.0
+    assert allowance(large, first=False) == DOCUMENT_SECONDS + 60 * SECONDS_PER_KB == 14.0
+    assert allowance(tmp_path / "not-written-yet.docx", first=False) == DOCUMENT_SECONDS
+
+
+def test_a_libreoffice_that_never_answers_is_noticed_within_seconds(tmp_path: Path) -> None:
+    """With the default --timeout (120 s), a LibreOffice that does nothing is given up after the
+    allowance of the document it is on and a look at its CPU time: twice (the batch is retried
+    once), well under a minute for one-page forms (11 KB of DOCX)."""
+    marker = f"reportgen-idle-{os.getpid()}"
+    fake = _fake_soffice(tmp_path, f'echo call >> "{tmp_path}/calls"; exec -a {marker} sleep 600')
+    docs = _documents(tmp_path, {"汇总表": 10 * 1024, "测试项目": 11 * 1024})
+    started = time.monotonic()
+    with Pool(str(fake)) as pool:
+        pool.submit(docs)
+        pool.inputs_written()
+    elapsed = time.monotonic() - started
+    assert pool.outcomes == {
+        doc: f"LibreOffice 无响应（超过 12 秒没有新的 PDF，也不再占用 CPU）：{doc.name}" for doc in docs
+    }
+    assert (tmp_path / "calls").read_text(encoding="utf-8") == "call\ncall\n"  # the batch, then one retry
+    assert 2 * (12 + PROBE_SECONDS) <= elapsed < 35, elapsed
+    assert _processes_named(marker) == []
+
+
+def test_a_slow_but_working_libreoffice_is_not_killed(tmp_path: Path) -> None:
+    """Past a document's allowance a LibreOffice that still computes is left to finish: here the
+    second document takes 7 s of CPU where a small one is allowed 2 s."""
+    fake = _fake_soffice(tmp_path, f"""echo call >> "{tmp_path}/calls"
+pdf "${{docs[0]}}"
+end=$((SECONDS + 7)); while [ $SECONDS -lt $end ]; do :; done
+pdf "${{docs[1]}}" """)
+    docs = _documents(tmp_path, {"a": 100, "b": 100})
+    assert allowance(docs[1], first=False) + PROBE_SECONDS < 5
+    with Pool(str(fake)) as pool:
+        pool.submit(docs)
+        pool.inputs_written()
+    assert pool.outcomes == {doc: doc.with_suffix(".pdf") for doc in docs}
+    assert (tmp_path / "calls").read_text(encoding="utf-8") == "call\n"  # no kill, no retry
+
+
+def test_a_large_document_is_given_more_time(tmp_path: Path) -> None:
+    """Without using CPU (the allowance alone decides), 7 s are too long for a small document
+    and not for a large one."""
+    fake = _fake_soffice(tmp_path, f"""echo call >> "{tmp_path}/calls"
+for doc in "${{docs[@]}}"; do sleep 7; pdf "$doc"; done""")
+    small = _documents(tmp_path / "s", {"a": 100})
+    large = _documents(tmp_path / "l", {"b": 40 * 1024})
+    assert allowance(small[0], first=False) + PROBE_SECONDS < 7 < allowance(large[0], first=False) == 10
+    with Pool(str(fake)) as pool:
+        pool.submit([*small, *large])
+        pool.inputs_written()
+    assert pool.outcomes == {small[0]: small[0].with_suffix(".pdf"), large[0]: large[0].with_suffix(".pdf")}
+    assert (tmp_path / "calls").read_text(encoding="utf-8") == "call\n"
+
+
+def test_a_libreoffice_busy_past_the_timeout_is_killed(tmp_path: Path) -> None:
+    """Computing endlessly is not progress: --timeout still bounds the time without a new PDF."""
+    fake = _fake_soffice(tmp_path, f"""echo call >> "{tmp_path}/calls"
+end=$((SECONDS + 30)); while [ $SECONDS -lt $end ]; do :; done""")
+    [doc] = _documents(tmp_path, {"a": 100})
+    started = time.monotonic()
+    with Pool(str(fake), timeout=3) as pool:
+        pool.submit([doc])
+        pool.inputs_written()
+    assert pool.outcomes == {doc: "LibreOffice 转换超时（3 秒内没有完成）：a.docx"}
+    assert time.monotonic() - started < 10
+    assert (tmp_path / "calls").read_text(encoding="utf-8") == "call\ncall\n"
