@@ -142,22 +142,22 @@ def test_budget_execution_scores_twenty_times_the_rate_to_the_cent(form: list) -
 def test_indicator_table_under_the_80_point_label(form: list) -> None:
     table = form[1]
     rows = _rows(table)
-    assert rows[7] == [CORNER, "一级指标", "二级指标", "三级指标", "年初目标值（A）", "实际完成值（B）", "得分"]
+    assert rows[7] == [CORNER, "一级指标", "二级指标", "三级指标", "年初目标值（A）", "实际完成值（B）", "分值", "得分"]
     assert rows[8:15] == [
-        [CORNER, "产出指标\n（40分）", "数量指标", "运行维护水文测站数量", "≥420个", "426个", "10"],
-        [CORNER, "产出指标\n（40分）", "质量指标", "水文数据到报率", "≥99%", "98.6%", "9.96"],  # 98.6 / 99 × 10
-        [CORNER, "产出指标\n（40分）", "时效指标", "汛期水情信息报送时间", "≤20分钟", "15分钟", "10"],
-        [CORNER, "产出指标\n（40分）", "成本指标", "单站年均运行维护成本", "≤0.85万元", "0.80万元", "10"],
-        [CORNER, "效益指标\n（40分）", "社会效益指标", "为防汛抗旱决策提供水文信息支撑", "有效支撑", "有效支撑", "15"],
-        [CORNER, "效益指标\n（40分）", "可持续影响指标", "水文监测站网长效运行", "持续稳定运行", "持续稳定运行", "15"],
-        [CORNER, "效益指标\n（40分）", "服务对象满意度指标", "防汛抗旱部门满意度", "≥90%", "95%", "10"],
+        [CORNER, "产出指标\n（40分）", "数量指标", "运行维护水文测站数量", "≥420个", "426个", "10", "10"],
+        [CORNER, "产出指标\n（40分）", "质量指标", "水文数据到报率", "≥99%", "98.6%", "10", "9.96"],  # 98.6 / 99 × 10
+        [CORNER, "产出指标\n（40分）", "时效指标", "汛期水情信息报送时间", "≤20分钟", "15分钟", "10", "10"],
+        [CORNER, "产出指标\n（40分）", "成本指标", "单站年均运行维护成本", "≤0.85万元", "0.80万元", "10", "10"],
+        [CORNER, "效益指标\n（40分）", "社会效益指标", "为防汛抗旱决策提供水文信息支撑", "有效支撑", "有效支撑", "15", "15"],
+        [CORNER, "效益指标\n（40分）", "可持续影响指标", "水文监测站网长效运行", "持续稳定运行", "持续稳定运行", "15", "15"],
+        [CORNER, "效益指标\n（40分）", "服务对象满意度指标", "防汛抗旱部门满意度", "≥90%", "95%", "10", "10"],
     ]
     # One merged cell each: the 80-point label from the header row down, each 一级 over its group.
     first = table.rows[7].cells[0]._tc
     assert all(table.rows[i].cells[0]._tc is first for i in range(8, 15))
     assert table.rows[11].cells[1]._tc is table.rows[8].cells[1]._tc
     assert table.rows[12].cells[1]._tc is not table.rows[11].cells[1]._tc
-    assert rows[15] == ["总分", "99.19"]  # 19.23 + 79.96
+    assert rows[15] == ["总分", "100", "99.19"]  # 分值 20 + 80; 得分 19.23 + 79.96
 
 
 @pytest.mark.soffice
