@@ -251,6 +251,23 @@ def templates_dump(what: str, out: Path | None) -> None:
         click.echo(f"已写入 {out}")
 
 
+@main.command()
+@click.argument("data_dir", required=False, default=DEFAULT_DATA, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="端口；0 表示任选一个空闲端口。")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="监听的地址。改为其他地址会让本机以外的电脑也能打开此页面（会给出警告）。")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=None,
+              help="输出文件夹（缺省为数据文件夹旁边的 build/）。")
+@click.option("--no-browser", is_flag=True, help="不自动打开浏览器。")
+@_friendly
+def serve(data_dir: Path, port: int, host: str, out: Path | None, no_browser: bool) -> None:
+    """在本机浏览器中填写、检查和生成自评表（本地网页，不连互联网）。DATA_DIR 缺省为 data/。"""
+    from .serve import run_server  # the web server: loaded only for this command
+
+    run_server(data_dir, out, host, port, open_browser=not no_browser, say=click.echo)
+
+
 def run() -> NoReturn:
     """The ``reportgen`` command. It exits without the interpreter's clean-up: every file is
     written and closed by then, and freeing a build's objects one by one would only add a tenth

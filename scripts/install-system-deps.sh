@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages reportgen needs when they are missing:
 # LibreOffice Writer (DOCX → PDF), Noto CJK fonts (Simplified Chinese), poppler (PDF tools),
-# and Python's venv module. Does nothing when everything is already there.
+# Chromium and its driver (the browser tests of reportgen serve), and Python's venv module.
+# Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(libreoffice-writer-nogui fonts-noto-cjk fonts-hanazono poppler-utils)
+packages=(libreoffice-writer-nogui fonts-noto-cjk fonts-hanazono poppler-utils chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
