@@ -186,6 +186,39 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
     sys.exit(0 if result.ok else 1)
 
 
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DATA,
+              show_default=True, help="写入项目文件的数据文件夹（按 年度/单位/ 整理）。")
+@REGION_OPTION
+@click.option("--force", is_flag=True, help="覆盖已存在的项目文件。")
+@click.option("--soffice", default="soffice", show_default=True, envvar="REPORTGEN_SOFFICE",
+              help="LibreOffice 程序（导入 .doc 时用）。")
+@_friendly
+def import_forms(paths: tuple[Path, ...], out: Path, region_name: str | None, force: bool, soffice: str) -> None:
+    """把已填好的自评表（.docx、.doc，或其所在文件夹）读回项目文件。"""
+    from . import importer
+
+    region = _region(region_name) if region_name else None
+    imported, problems = [], []
+    for document in importer.discover_documents(list(paths)):
+        forms, found = importer.import_file(document, region, soffice)
+        imported.extend(forms)
+        problems.extend(found)
+        problems.extend(p for form in forms for p in form.problems)
+    written = importer.write_projects(imported, out, force)
+    problems.extend(written.problems)
+    for problem in problems:
+        click.echo(str(problem))
+    for path in written.files:
+        click.echo(f"已写入 {path}")
+    checked = check_paths([p for p in written.files if not p.name.startswith("_")]) if written.files else []
+    _print_problems(checked)
+    click.echo(f"导入了 {len(imported)} 张表：写入 {len(written.files)} 个文件")
+    failed = any(p.is_error for p in problems) or _failed(checked, strict=False) if checked else True
+    sys.exit(1 if failed else 0)
+
+
 @main.command()
 @_friendly
 def regions() -> None:
