@@ -8,6 +8,7 @@ written to a temporary name and renamed into place, so no half-written file is e
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import datetime
@@ -21,9 +22,15 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConvertError
 from .package import write_bytes, write_package, zip_time
+
+if TYPE_CHECKING:
+    from docx.document import Document as DocxDocument
+    from docx.section import Section
+    from lxml.etree import _Element as Element
 
 # python-docx, docxcompose and pypdf are imported where they are used: a build with nothing to
 # redo needs this module's names and checksums only, and should not pay for loading them.
@@ -227,20 +234,314 @@ _PAGE_SETUP = (
 def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:
     """One DOCX of all parts in order (docxcompose), each in a section of its own that starts
     on a new page and keeps the part's page setup: docxcompose alone would give every part the
-    first one's, and a landscape form after the portrait summary would lose its orientation."""
+    first one's, and a landscape form after the portrait summary would lose its orientation.
+
+    Each part also keeps its document defaults (the run and paragraph formatting its template
+    declares once in styles.xml instead of on every run): a document has one set, so the merged
+    one takes that of most parts, and the runs and paragraphs of the other parts get theirs back
+    as direct formatting (see ``_keep_defaults``).
+    """
     from docx import Document as new_docx
-    from docx.enum.section import WD_SECTION
 
     composer = _composer()(new_docx(str(parts[0])))
+    body = composer.doc.element.body
+    members = [(_Defaults.of(composer.doc), [child for child in body if child.tag != _w("sectPr")])]
     for part in parts[1:]:
         document = new_docx(str(part))
-        section = composer.doc.add_section(WD_SECTION.NEW_PAGE)
+        start = len(body) - 1  # the body ends with its w:sectPr
+        section = _new_section(composer.doc)
+        members[-1][1].extend(list(body)[start:-1])  # a paragraph made to hold the break ends the part before
+        start = len(body) - 1
         composer.append(document)
+        members.append((_Defaults.of(document), list(body)[start:-1]))
         for name in _PAGE_SETUP:
             setattr(section, name, getattr(document.sections[-1], name))
+    _keep_defaults(composer.doc, members)
     package = io.BytesIO()
     composer.save(package)
     write_normalized_docx(package.getvalue(), target, when)
+
+
+def _new_section(doc: DocxDocument) -> Section:
+    """A new last section starting on a new page, as python-docx's ``add_section`` makes it, but
+    ending the previous one in its own last paragraph: a paragraph added only to hold the section
+    break would be a line of text the part does not have, and could push its end onto a new page."""
+    from docx.enum.section import WD_SECTION
+    from docx.section import Section
+
+    body = doc.element.body
+    sentinel = body.get_or_add_sectPr()
+    last = sentinel.getprevious()
+    free = last is not None and last.tag == _w("p") and last.find(f"{_w('pPr')}/{_w('sectPr')}") is None
+    (last if free else body.add_p()).set_sectPr(sentinel.clone())
+    for reference in sentinel.xpath("w:headerReference|w:footerReference"):
+        sentinel.remove(reference)
+    sentinel.start_type = WD_SECTION.NEW_PAGE
+    return Section(sentinel, doc.part)
+
+
+# --- document defaults in a merged DOCX ------------------------------------------------------
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def _w(name: str) -> str:
+    return f"{{{_W}}}{name}"
+
+
+# Where each child of w:rPr and w:pPr goes (ECMA-376 CT_RPr, CT_ParaRPr, CT_PPr): Word refuses a
+# document whose properties are out of order.
+_RPR_ORDER = tuple(_w(name) for name in (
+    "ins", "del", "moveFrom", "moveTo", "rStyle", "rFonts", "b", "bCs", "i", "iCs", "caps", "smallCaps",
+    "strike", "dstrike", "outline", "shadow", "emboss", "imprint", "noProof", "snapToGrid", "vanish",
+    "webHidden", "color", "spacing", "w", "kern", "position", "sz", "szCs", "highlight", "u", "effect", "bdr",
+    "shd", "fitText", "vertAlign", "rtl", "cs", "em", "lang", "eastAsianLayout", "specVanish", "oMath",
+    "rPrChange",
+))
+_PPR_ORDER = tuple(_w(name) for name in (
+    "pStyle", "keepNext", "keepLines", "pageBreakBefore", "framePr", "widowControl", "numPr",
+    "suppressLineNumbers", "pBdr", "shd", "tabs", "suppressAutoHyphens", "kinsoku", "wordWrap",
+    "overflowPunct", "topLinePunct", "autoSpaceDE", "autoSpaceDN", "bidi", "adjustRightInd", "snapToGrid",
+    "spacing", "ind", "contextualSpacing", "mirrorIndents", "suppressOverlap", "jc", "textDirection",
+    "textAlignment", "textboxTightWrap", "outlineLvl", "divId", "cnfStyle", "rPr", "sectPr", "pPrChange",
+))
+_NOT_DEFAULTS = {_w("rPr"), _w("sectPr"), _w("pPrChange"), _w("rPrChange"), _w("rStyle"), _w("pStyle")}
+
+# A property's attributes are inherited one by one (w:rFonts w:eastAsia="黑体" on a run keeps the
+# default w:ascii); an element without attributes (<w:b/>) counts as one attribute named "".
+Properties = dict[str, dict[str, str]]
+
+
+def _properties(element: Element | None) -> Properties:
+    if element is None:
+        return {}
+    return {child.tag: dict(child.attrib) or {"": ""} for child in element if child.tag not in _NOT_DEFAULTS}
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    """A document's docDefaults: the run (w:rPr) and paragraph (w:pPr) properties every run and
+    paragraph has unless a style or its own formatting says otherwise."""
+
+    run: bytes
+    paragraph: bytes
+
+    @classmethod
+    def of(cls, document: DocxDocument) -> _Defaults:
+        from lxml import etree
+
+        found = [document.styles.element.find(f"{_w('docDefaults')}/{_w(kind)}/{_w(tag)}")
+                 for kind, tag in (("rPrDefault", "rPr"), ("pPrDefault", "pPr"))]
+        run, paragraph = (b"" if element is None else etree.tostring(element) for element in found)
+        return cls(run, paragraph)
+
+    def elements(self) -> tuple[Element | None, Element | None]:
+        from lxml import etree
+
+        run, paragraph = (etree.fromstring(xml) if xml else None for xml in (self.run, self.paragraph))
+        return run, paragraph
+
+
+def _keep_defaults(doc: DocxDocument, members: list[tuple[_Defaults, list[Element]]]) -> None:
+    """Give the merged document the defaults most parts have, and write each other part's own
+    defaults back onto its paragraphs and runs wherever they differ from those and nothing
+    nearer to the text (its own formatting, its paragraph, character or table style) sets them.
+
+    Usually only the summary page differs (the forms of one unit share a template), so the forms
+    stay as rendered and only one page gains direct formatting.
+    """
+    counts: dict[_Defaults, int] = {}
+    for defaults, _ in members:
+        counts[defaults] = counts.get(defaults, 0) + 1
+    chosen = max(counts, key=lambda defaults: counts[defaults])  # the first of equals: insertion order
+    if len(counts) == 1:
+        return
+    base_run, base_paragraph = (_properties(element) for element in chosen.elements())
+    styles = _StyleProperties(doc.styles.element)
+    for defaults, elements in members:
+        if defaults == chosen:
+            continue
+        run, paragraph = (_properties(element) for element in defaults.elements())
+        _restore(elements, _differences(run, base_run), _differences(paragraph, base_paragraph), styles)
+    _set_defaults(doc.styles.element, chosen)
+
+
+def _differences(own: Properties, base: Properties) -> Properties:
+    """The attributes of ``own`` that ``base`` lacks or sets otherwise. What only ``base`` sets
+    cannot be taken back in general (the application's default is unknown) and is left alone."""
+    found = {}
+    for tag, attributes in own.items():
+        changed = {name: value for name, value in attributes.items() if base.get(tag, {}).get(name) != value}
+        if changed:
+            found[tag] = changed
+    return found
+
+
+class _StyleProperties:
+    """The properties (tag → attribute names) each style sets, through its basedOn chain."""
+
+    def __init__(self, styles: Element) -> None:
+        self.by_id = {style.get(_w("styleId")): style for style in styles.iter(_w("style"))}
+        self.defaults = {
+            style.get(_w("type")): style.get(_w("styleId"))
+            for style in self.by_id.values() if style.get(_w("default")) in ("1", "true", "on")
+        }
+        self._cache: dict[tuple[str | None, str], dict[str, set[str]]] = {}
+
+    def sets(self, style_id: str | None, kind: str) -> dict[str, set[str]]:
+        """What style ``style_id`` sets in its ``kind`` ("rPr" or "pPr") element."""
+        key = (style_id, kind)
+        if key not in self._cache:
+            found: dict[str, set[str]] = {}
+            seen: set[str] = set()
+            while style_id and style_id not in seen and style_id in self.by_id:
+                seen.add(style_id)
+                style = self.by_id[style_id]
+                for tag, attributes in _properties(style.find(_w(kind))).items():
+                    found.setdefault(tag, set()).update(attributes)
+                based = style.find(_w("basedOn"))
+                style_id = None if based is None else based.get(_w("val"))
+            self._cache[key] = found
+        return self._cache[key]
+
+
+def _style_of(properties: Element | None, tag: str) -> str | None:
+    style = None if properties is None else properties.find(_w(tag))
+    return None if style is None else style.get(_w("val"))
+
+
+_NOTHING: dict[str, set[str]] = {}  # what no style sets
+
+
+def _restore(elements: list[Element], run: Properties, paragraph: Properties, styles: _StyleProperties) -> None:
+    """Write a part's own defaults (``run``, ``paragraph``: where they differ from the merged
+    document's) onto its paragraphs, paragraph marks and runs where nothing above the defaults
+    sets them."""
+    tables: dict[int, tuple[dict, dict]] = {}
+    made: dict[tuple, Element | None] = {}
+    for element in elements:
+        for p in element.iter(_w("p")):
+            table = next(p.iterancestors(_w("tbl")), None)
+            if table is None:
+                in_table = (_NOTHING, _NOTHING)
+            else:
+                if id(table) not in tables:
+                    style = _style_of(table.find(_w("tblPr")), "tblStyle") or styles.defaults.get("table")
+                    tables[id(table)] = (styles.sets(style, "rPr"), styles.sets(style, "pPr"))
+                in_table = tables[id(table)]
+            style = _style_of(p.find(_w("pPr")), "pStyle") or styles.defaults.get("paragraph")
+            if paragraph:
+                _write_missing(p, ("pPr",), paragraph, (in_table[1], styles.sets(style, "pPr")), made)
+            if run:
+                above = (in_table[0], styles.sets(style, "rPr"))
+                _write_missing(p, ("pPr", "rPr"), run, above, made)  # the paragraph mark
+                for r in p.iter(_w("r")):
+                    if next(r.iterancestors(_w("p"))) is not p:  # in a text box: its own paragraph's
+                        continue
+                    character = styles.sets(_style_of(r.find(_w("rPr")), "rStyle"), "rPr")
+                    _write_missing(r, ("rPr",), run, (*above, character), made)
+
+
+def _write_missing(owner: Element, path: tuple[str, ...], wanted: Properties, above: tuple[dict, ...],
+                   made: dict[tuple, Element | None]) -> None:
+    """Set each wanted attribute that neither the properties at ``path`` under ``owner`` nor the
+    styles ``above`` set. Where ``owner`` has no properties there, the ones to write depend only
+    on ``above``: they are made once (in ``made``) and copied."""
+    container: Element | None = owner
+    for kind in path:
+        container = container.find(_w(kind)) if container is not None else None
+    if container is None:
+        key = (path, *map(id, above))  # the styles' sets live as long as the merge: stable ids
+        if key not in made:
+            made[key] = _properties_element(path[-1], wanted, above)
+        if made[key] is not None:
+            _place(_make_path(owner, path[:-1]), copy.deepcopy(made[key]))
+        return
+    own = {child.tag: child for child in container}
+    order = _RPR_ORDER if path[-1] == "rPr" else _PPR_ORDER
+    for tag, attributes in wanted.items():
+        element = own.get(tag)
+        missing = _missing(attributes, above, (set(element.attrib) or {""}) if element is not None else set(), tag)
+        if not missing:
+            continue
+        if element is None:
+            element = own[tag] = container.makeelement(tag, {})
+            _insert_ordered(container, element, order)
+        for name, value in missing.items():
+            if name:
+                element.set(name, value)
+
+
+def _missing(attributes: dict[str, str], above: tuple[dict, ...], have: set[str], tag: str) -> dict[str, str]:
+    for sets in above:
+        have = have | sets.get(tag, set())
+    return {name: value for name, value in attributes.items() if name not in have}
+
+
+def _properties_element(kind: str, wanted: Properties, above: tuple[dict, ...]) -> Element | None:
+    """A w:rPr or w:pPr holding what of ``wanted`` the styles ``above`` leave unset; None if nothing."""
+    from lxml import etree
+
+    order = _RPR_ORDER if kind == "rPr" else _PPR_ORDER
+    element = etree.Element(_w(kind), nsmap={"w": _W})
+    for tag in sorted(wanted, key=lambda tag: order.index(tag) if tag in order else len(order)):
+        missing = _missing(wanted[tag], above, set(), tag)
+        if missing:
+            etree.SubElement(element, tag, {name: value for name, value in missing.items() if name})
+    return element if len(element) else None
+
+
+def _make_path(owner: Element, path: tuple[str, ...]) -> Element:
+    """The element at ``path`` under ``owner`` (w:pPr, w:pPr/w:rPr, w:rPr), made where absent."""
+    for kind in path:
+        child = owner.find(_w(kind))
+        if child is None:
+            child = owner.makeelement(_w(kind), {})
+            _place(owner, child)
+        owner = child
+    return owner
+
+
+def _place(parent: Element, child: Element) -> None:
+    """Put a paragraph's w:pPr or a run's w:rPr first, a paragraph mark's w:rPr in its place."""
+    if parent.tag == _w("pPr"):
+        _insert_ordered(parent, child, _PPR_ORDER)
+    else:
+        parent.insert(0, child)
+
+
+def _insert_ordered(parent: Element, element: Element, order: tuple[str, ...]) -> None:
+    """Insert ``element`` before the first child that comes after it in ``order`` (extensions in
+    other namespaces come last)."""
+    rank = order.index(element.tag)
+    for index, child in enumerate(parent):
+        tag = child.tag if isinstance(child.tag, str) else ""  # comments and processing instructions
+        later = order.index(tag) > rank if tag in order else bool(tag) and not tag.startswith(f"{{{_W}}}")
+        if later:
+            parent.insert(index, element)
+            return
+    parent.append(element)
+
+
+def _set_defaults(styles: Element, defaults: _Defaults) -> None:
+    """Make ``defaults`` the document's docDefaults."""
+    run, paragraph = defaults.elements()
+    holder = styles.find(_w("docDefaults"))
+    if holder is None:
+        holder = styles.makeelement(_w("docDefaults"), {})
+        styles.insert(0, holder)
+    for kind, tag, element in (("rPrDefault", "rPr", run), ("pPrDefault", "pPr", paragraph)):
+        slot = holder.find(_w(kind))
+        if slot is None:
+            slot = holder.makeelement(_w(kind), {})
+            if kind == "rPrDefault":
+                holder.insert(0, slot)
+            else:
+                holder.append(slot)
+        for old in slot.findall(_w(tag)):
+            slot.remove(old)
+        if element is not None:
+            slot.append(element)
 
 
 # --- the summary (汇总表) --------------------------------------------------------------------
@@ -265,13 +566,29 @@ def write_summary_docx(title: str, rows: list[SummaryRow], target: Path, when: d
     render.render_docx(summary_template(), context, target, when)
 
 
+# Excel runs a cell that begins with one of these as a formula (=HYPERLINK(…) in a project name
+# would be a live link, =cmd|… worse); a plain number such as -5 or +1,234.50% is only a number.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?")
+
+
+def csv_cell(value: str, numeric: bool = False) -> str:
+    """A cell Excel shows as text when it would run it as a formula: prefixed with a single quote.
+    Numbers stay numbers in the columns that hold them (amounts, rates, scores)."""
+    if not value.startswith(_FORMULA_START) or (numeric and _PLAIN_NUMBER.fullmatch(value)):
+        return value
+    return f"'{value}"
+
+
 def write_summary_csv(rows: list[SummaryRow], target: Path) -> None:
-    """汇总表.csv in UTF-8 with a BOM, so that Excel on Windows shows the Chinese text."""
+    """汇总表.csv in UTF-8 with a BOM, so that Excel on Windows shows the Chinese text; no cell is
+    run as a formula (see ``csv_cell``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(SUMMARY_HEADERS)
     for row in rows:
-        writer.writerow((row.name, row.budget, row.executed, row.rate, row.total, row.grade, row.warnings))
+        numbers = (csv_cell(value, numeric=True) for value in (row.budget, row.executed, row.rate, row.total))
+        writer.writerow((csv_cell(row.name), *numbers, csv_cell(row.grade), row.warnings))
     write_bytes(target, ("\ufeff" + buffer.getvalue()).encode("utf-8"))
 
 

@@ -421,6 +421,10 @@ def _check_into(checked: Checked, files: Files) -> None:
         if not is_unit:
             resolver.place((), "", document.data.mark)
         merged = _merge(merged, resolver.mapping(document.data, Project, (), ""))
+    from .glyphs import glyph_problems  # a character no installed font draws: a warning at its value
+
+    for document in documents:
+        checked.problems.extend(glyph_problems(document, files.name(document.path)))
     if region is None and "region" in merged:
         checked.problem(("region",), "error", suggest_region(str(region_name)))
     elif region is None:

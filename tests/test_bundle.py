@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import hashlib
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -170,4 +172,194 @@ def test_merged_docx_keeps_each_parts_page_setup(tmp_path: Path) -> None:
     setups = [(s.page_width.mm, s.page_height.mm, s.left_margin.mm) for s in merged.sections]
     assert [tuple(round(v) for v in setup) for setup in setups] == [(210, 297, 20), (297, 210, 30), (210, 297, 20)]
     assert all(section.start_type == WD_SECTION.NEW_PAGE for section in merged.sections[1:])
-    assert [p.text for p in merged.paragraphs if p.text] == ["汇总表", "横向的表", "纵向的表"]
+    # Each section break is kept in its part's last paragraph: no empty line is added to any part.
+    assert [p.text for p in merged.paragraphs] == ["汇总表", "横向的表", "纵向的表"]
+
+
+# --- each part of a merged DOCX keeps its document defaults ---------------------------------------
+
+W_NS = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def _part(path: Path, fonts: str, size: int, after: int, body: str, styles: str = "") -> Path:
+    """A document whose docDefaults say ``fonts``, ``size`` and ``after``, with ``body``'s XML."""
+    from docx import Document
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import qn
+
+    document = Document()
+    element = document.styles.element
+    element.remove(element.find(qn("w:docDefaults")))
+    element.insert(0, parse_xml(
+        f'<w:docDefaults {W_NS}><w:rPrDefault><w:rPr>{fonts}<w:sz w:val="{size}"/></w:rPr></w:rPrDefault>'
+        f'<w:pPrDefault><w:pPr><w:spacing w:after="{after}"/></w:pPr></w:pPrDefault></w:docDefaults>'
+    ))
+    for style in parse_xml(f"<w:styles {W_NS}>{styles}</w:styles>"):
+        element.append(style)
+    sentinel = document.element.body[-1]
+    for child in parse_xml(f"<w:body {W_NS}>{body}</w:body>"):
+        sentinel.addprevious(child)
+    document.save(str(path))
+    return path
+
+
+def _xml(element) -> str:
+    from lxml import etree
+
+    return re.sub(r' xmlns:\w+="[^"]*"', "", etree.tostring(element, encoding="unicode"))
+
+
+SUMMARY_BODY = (
+    "<w:p><w:r><w:t>汇总表</w:t></w:r></w:p>"
+    '<w:p><w:pPr><w:jc w:val="center"/></w:pPr>'
+    '<w:r><w:rPr><w:rFonts w:eastAsia="楷体"/><w:b/><w:sz w:val="32"/></w:rPr><w:t>标题</w:t></w:r></w:p>'
+    '<w:tbl><w:tblPr><w:tblStyle w:val="Sized"/></w:tblPr><w:tblGrid><w:gridCol w:w="2000"/></w:tblGrid>'
+    '<w:tr><w:tc><w:tcPr><w:tcW w:w="2000" w:type="dxa"/></w:tcPr><w:p><w:r><w:t>格</w:t></w:r></w:p></w:tc></w:tr></w:tbl>'
+)
+SIZED_TABLE = '<w:style w:type="table" w:styleId="Sized"><w:name w:val="Sized"/><w:rPr><w:sz w:val="40"/></w:rPr></w:style>'
+
+
+def test_merged_docx_gives_each_part_its_own_defaults(tmp_path: Path) -> None:
+    """The merged DOCX has one set of document defaults: the forms'. The summary page, whose
+    template declares a larger type and a space after each paragraph, gets its own back as direct
+    formatting, attribute by attribute, wherever nothing nearer to the text already sets them."""
+    from docx import Document
+
+    from reportgen.bundle import merge_docx
+
+    song, hei = '<w:rFonts w:ascii="Arial" w:eastAsia="宋体"/>', '<w:rFonts w:ascii="Arial" w:eastAsia="黑体"/>'
+    form_body = "<w:p><w:r><w:t>表</w:t></w:r></w:p>"
+    parts = [
+        _part(tmp_path / "summary.docx", hei, 22, 200, SUMMARY_BODY, SIZED_TABLE),
+        _part(tmp_path / "a.docx", song, 18, 0, form_body),
+        _part(tmp_path / "b.docx", song, 18, 0, form_body),
+    ]
+    merge_docx(parts, tmp_path / "merged.docx", WHEN)
+    merged = Document(str(tmp_path / "merged.docx"))
+    defaults = merged.styles.element.find("{http://schemas.openxmlformats.org/wordprocessingml/2006/main}docDefaults")
+    assert _xml(defaults) == (
+        '<w:docDefaults><w:rPrDefault><w:rPr><w:rFonts w:ascii="Arial" w:eastAsia="宋体"/><w:sz w:val="18"/></w:rPr>'
+        '</w:rPrDefault><w:pPrDefault><w:pPr><w:spacing w:after="0"/></w:pPr></w:pPrDefault></w:docDefaults>'
+    )
+    body = [_xml(child) for child in merged.element.body]
+    sized = '<w:pPr><w:spacing w:after="200"/><w:rPr><w:rFonts w:eastAsia="黑体"/><w:sz w:val="22"/></w:rPr></w:pPr>'
+    assert body[0] == f'<w:p>{sized}<w:r><w:rPr><w:rFonts w:eastAsia="黑体"/><w:sz w:val="22"/></w:rPr><w:t>汇总表</w:t></w:r></w:p>'
+    assert body[1] == (  # the run sets its own face and size; the paragraph's spacing goes before w:jc
+        '<w:p><w:pPr><w:spacing w:after="200"/><w:jc w:val="center"/>'
+        '<w:rPr><w:rFonts w:eastAsia="黑体"/><w:sz w:val="22"/></w:rPr></w:pPr>'
+        '<w:r><w:rPr><w:rFonts w:eastAsia="楷体"/><w:b/><w:sz w:val="32"/></w:rPr><w:t>标题</w:t></w:r></w:p>'
+    )
+    # In the table whose style sets the size, only the face comes back.
+    assert '<w:p><w:pPr><w:spacing w:after="200"/><w:rPr><w:rFonts w:eastAsia="黑体"/></w:rPr></w:pPr>' in body[2]
+    assert '<w:r><w:rPr><w:rFonts w:eastAsia="黑体"/></w:rPr><w:t>格</w:t></w:r>' in body[2]
+    # A table cannot hold the section break: the summary's is in an empty paragraph of its own,
+    # which is the summary's last (its own size); the forms are as rendered, the break in their
+    # last paragraph.
+    assert body[3].startswith(f"<w:p>{sized[:-len('</w:pPr>')]}<w:sectPr>") and "<w:r>" not in body[3]
+    assert body[4].startswith("<w:p><w:pPr><w:sectPr>") and body[4].endswith("<w:r><w:t>表</w:t></w:r></w:p>")
+    assert body[5] == "<w:p><w:r><w:t>表</w:t></w:r></w:p>" and body[6].startswith("<w:sectPr")
+    assert len(body) == 7
+
+    merge_docx(parts, tmp_path / "again.docx", WHEN)
+    assert (tmp_path / "again.docx").read_bytes() == (tmp_path / "merged.docx").read_bytes()
+
+
+def _pages(pdf: Path, prefix: Path) -> list:
+    """The PDF's pages as images at 60 dpi."""
+    from PIL import Image
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(pdf), str(prefix)], check=True)
+    return [Image.open(png).convert("RGB") for png in sorted(prefix.parent.glob(f"{prefix.name}-*.png"))]
+
+
+def _differing(first: list, second: list) -> dict[int, int]:
+    """Page number → how many pixels differ, for the pages that are not identical."""
+    from PIL import ImageChops
+
+    found = {}
+    for number, (a, b) in enumerate(zip(first, second, strict=False), 1):
+        if a.size != b.size:
+            found[number] = a.width * a.height
+        elif ImageChops.difference(a, b).getbbox():
+            found[number] = sum(1 for value in ImageChops.difference(a, b).convert("L").tobytes() if value)
+    return found
+
+
+def _words(pdf: Path, page: int) -> list[str]:
+    """Each word of a page's text layer with its box, as pdftotext places them."""
+    listing = subprocess.run(["pdftotext", "-bbox", "-f", str(page), "-l", str(page), str(pdf), "-"],
+                             capture_output=True, text=True, check=True).stdout
+    return re.findall(r"<word .*</word>", listing)
+
+
+# The regions of data/ that showed the fault: 金凤区's DOCX had 8 pages, 丰台区's 5.
+SEED_PAGES = {
+    "丰台区城市管理监督指挥中心": 4, "晋中市数字化城市管理中心": 4, "深圳市龙华区平安建设中心": 5, "金凤区智慧城市运营中心": 6,
+}
+
+
+@pytest.mark.soffice
+def test_merged_docx_looks_like_the_merged_pdf(built_data: Path, tmp_path: Path) -> None:
+    """A reader who opens 全部项目.docx sees what 全部项目.pdf shows: converted on its own by
+    LibreOffice, every unit's merged DOCX has the PDF's pages, identical pixel for pixel at 60 dpi.
+
+    One difference is not the DOCX's: the merged PDF is made of each form's own PDF, and the DOCX's
+    conversion embeds one set of font subsets for all forms. A form with more distinct characters
+    than one subset holds has some of them in another subset there, and the rasterizer may hint
+    such a glyph a pixel differently. A page that differs only so has every word of its text layer
+    in the same place and only a few pixels changed; a page break, another type size or a moved
+    line shows in the words. The seed regions have no such page.
+    """
+    from reportgen.convert import convert_to_pdf
+
+    units = sorted(path.parent for path in built_data.glob("*/*/全部项目.docx"))
+    copies = []
+    for unit in units:
+        copies.append(tmp_path / "docx" / f"{unit.name}.docx")
+        copies[-1].parent.mkdir(exist_ok=True)
+        copies[-1].write_bytes((unit / "全部项目.docx").read_bytes())
+    converted = convert_to_pdf(copies, tmp_path / "pdf")
+
+    found, hinted = {}, {}
+    for unit, pdf in zip(units, converted, strict=True):
+        merged = unit / "全部项目.pdf"
+        from_docx = _pages(pdf, tmp_path / "png" / unit.name / "docx")
+        from_pdf = _pages(merged, tmp_path / "png" / unit.name / "pdf")
+        differing = _differing(from_docx, from_pdf)
+        hinted[unit.name] = [page for page, pixels in differing.items()
+                             if pixels <= 64 and _words(pdf, page) == _words(merged, page)]
+        found[unit.name] = (len(from_docx), len(from_pdf), [page for page in differing if page not in hinted[unit.name]])
+    assert found == {name: (pages, pages, []) for name, (_, pages, _) in found.items()}
+    assert {name: (found[name][1], hinted[name]) for name in SEED_PAGES} == {
+        name: (pages, []) for name, pages in SEED_PAGES.items()
+    }
+
+
+# --- 汇总表.csv --------------------------------------------------------------------------------------
+
+
+def test_summary_csv_shows_formulas_as_text_and_keeps_numbers(tmp_path: Path) -> None:
+    """Excel runs a cell that begins with = + - @, a tab or a carriage return as a formula: such
+    text gets a leading single quote; amounts, rates and scores stay numbers, negative ones too."""
+    from reportgen.bundle import SUMMARY_HEADERS, SummaryRow, write_summary_csv
+
+    rows = [
+        SummaryRow('=HYPERLINK("http://x","点我")', "84,000.00", "72,000.00", "85.71%", "93", "优", 5),
+        SummaryRow("+1+2", "-1,000.50", "-3", "-0.50%", "-2.5", "@SUM(A1)", 0),
+        SummaryRow("-2+3", "+12", "0.00", "100.00%", "100", "\t=1", 1),
+        SummaryRow("@cmd", "1,2,3", "=1+1", "-1%+1", "@9", "\r=2", 2),
+        SummaryRow("数字城管 = 运行费", "1000000.00", "1,000.00", "", "", "", 0),
+    ]
+    write_summary_csv(rows, tmp_path / "汇总表.csv")
+    raw = (tmp_path / "汇总表.csv").read_bytes()
+    assert raw.startswith("\ufeff".encode())
+    with (tmp_path / "汇总表.csv").open(encoding="utf-8-sig", newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            list(SUMMARY_HEADERS),
+            ["'=HYPERLINK(\"http://x\",\"点我\")", "84,000.00", "72,000.00", "85.71%", "93", "优", "5"],
+            ["'+1+2", "-1,000.50", "-3", "-0.50%", "-2.5", "'@SUM(A1)", "0"],
+            ["'-2+3", "+12", "0.00", "100.00%", "100", "'\t=1", "1"],
+            ["'@cmd", "1,2,3", "'=1+1", "'-1%+1", "'@9", "'\r=2", "2"],
+            ["数字城管 = 运行费", "1000000.00", "1,000.00", "", "", "", "0"],
+        ]
