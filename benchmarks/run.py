@@ -11,10 +11,14 @@ For each size N, on a synthetic data tree (``benchmarks.synth``):
     sharing ONE profile folder created fresh per run. Above ``--naive-max`` documents only the
     first ones are converted and the rest is extrapolated (first call + mean of the others × (N − 1));
 (d) LibreOffice's floor: the same DOCX split into ``os.cpu_count()`` lists, converted by that many
-    concurrent ``soffice --convert-to pdf`` calls, each with its own fresh profile.
+    concurrent ``soffice --convert-to`` calls with reportgen's export filter (tagged PDF), each
+    with its own fresh profile.
 
 All LibreOffice calls get reportgen's font environment (``convert.font_environment()``), so the
 only difference between (a), (c) and (d) is how the work is handed to LibreOffice.
+
+``--compare-tagged`` also runs (a) and (d) with untagged PDF export, alternating with the tagged
+runs, and prints both side by side with their ratio.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.synth import synthesize
-from reportgen import render, view
+from reportgen import convert, render, view
 from reportgen.convert import font_environment
 from reportgen.validate import check_paths
 
@@ -70,6 +74,7 @@ class BuildRun:
     summary: str = ""
     cpu_self: float = 0.0  # CPU seconds of the reportgen process (all its threads)
     cpu_children: float = 0.0  # CPU seconds of what it started and waited for: LibreOffice
+    pdf_mb: float = 0.0  # all PDFs written, in MB
 
 
 def _status_kb(pid: int, path: str, key: str) -> int | None:
@@ -113,11 +118,16 @@ def _read_stages(stream: IO[bytes], started: float, stages: dict[str, float], li
             stages[match.group(1)] = time.monotonic() - started
 
 
-def run_build(data: Path, out: Path) -> BuildRun:
+# reportgen with untagged PDF export, for --compare-tagged (the build's own code otherwise).
+_UNTAGGED = "import reportgen.convert as c; c.TAGGED = False; from reportgen.cli import run; run()"
+
+
+def run_build(data: Path, out: Path, tagged: bool = True) -> BuildRun:
     """Measuring must not take CPU from what is measured (the floor (d) is not watched at all):
     this process blocks in waitid until the build exits, a thread reads its VmHWM now and then,
     and the CPU split is read once, from the exited process before it is reaped."""
-    command = [sys.executable, "-m", "reportgen", "build", str(data), "-o", str(out)]
+    program = ["-m", "reportgen"] if tagged else ["-c", _UNTAGGED]
+    command = [sys.executable, *program, "build", str(data), "-o", str(out)]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak, stages, errors, output, done = [0], {}, [], [], threading.Event()
@@ -141,7 +151,9 @@ def run_build(data: Path, out: Path) -> BuildRun:
         tail = "\n".join([*output, *errors][-20:])
         raise SystemExit(f"reportgen build failed (exit {process.returncode}):\n{tail}")
     total = usage.ru_utime + usage.ru_stime
-    return BuildRun(seconds, peak[0] / 1024, stages, output[-1] if output else "", own, max(0.0, total - own))
+    pdf_mb = sum(path.stat().st_size for path in out.rglob("*.pdf")) / 1e6
+    summary = output[-1] if output else ""
+    return BuildRun(seconds, peak[0] / 1024, stages, summary, own, max(0.0, total - own), pdf_mb)
 
 
 def render_all(data: Path, folder: Path) -> tuple[list[Path], float]:
@@ -159,11 +171,21 @@ def render_all(data: Path, folder: Path) -> tuple[list[Path], float]:
     return documents, time.monotonic() - started
 
 
-def _soffice(soffice: str, profile: Path, outdir: Path, documents: list[Path]) -> list[str]:
+def _soffice(soffice: str, profile: Path, outdir: Path, documents: list[Path], export: str = "pdf") -> list[str]:
     return [
         soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless",
-        "--convert-to", "pdf", "--outdir", str(outdir), *map(str, documents),
+        "--convert-to", export, "--outdir", str(outdir), *map(str, documents),
     ]
+
+
+def _export(tagged: bool) -> str:
+    """reportgen's PDF export filter, tagged or not."""
+    saved = convert.TAGGED
+    try:
+        convert.TAGGED = tagged
+        return convert._filter(pdfa=False)
+    finally:
+        convert.TAGGED = saved
 
 
 def _missing_pdfs(documents: list[Path], outdir: Path) -> list[str]:
@@ -213,23 +235,24 @@ class FloorRun:
     cpu: float = 0.0  # CPU seconds of the LibreOffice processes
 
 
-def _worker(soffice: str, profile: Path, outdir: Path, documents: list[Path]) -> None:
+def _worker(soffice: str, profile: Path, outdir: Path, documents: list[Path], export: str) -> None:
     """One core's share: its documents in as few soffice calls as LibreOffice allows."""
     for first in range(0, len(documents), MAX_DOCS_PER_CALL):
         chunk = documents[first:first + MAX_DOCS_PER_CALL]
         subprocess.run(
-            _soffice(soffice, profile, outdir, chunk), env=font_environment(), stdout=subprocess.DEVNULL,
+            _soffice(soffice, profile, outdir, chunk, export), env=font_environment(), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=SOFFICE_TIMEOUT * 10, check=False,
         )
 
 
-def run_floor(documents: list[Path], scratch: Path, soffice: str, workers: int) -> FloorRun:
-    """``workers`` concurrent soffice processes, one list of documents and one fresh profile each."""
+def run_floor(documents: list[Path], scratch: Path, soffice: str, workers: int, tagged: bool = True) -> FloorRun:
+    """``workers`` concurrent soffice processes, one list of documents and one fresh profile each,
+    exporting as reportgen does (``tagged``: with or without the structure tree)."""
     batches = [documents[index::workers] for index in range(workers) if documents[index::workers]]
     outdirs = [scratch / f"floor-pdf-{index}" for index in range(len(batches))]
     profiles = [Path(tempfile.mkdtemp(dir=scratch, prefix="profile-floor-")) for _ in batches]
     threads = [
-        threading.Thread(target=_worker, args=(soffice, profile, outdir, batch))
+        threading.Thread(target=_worker, args=(soffice, profile, outdir, batch, _export(tagged)))
         for batch, profile, outdir in zip(batches, profiles, outdirs, strict=True)
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -261,6 +284,8 @@ class SizeResult:
     noop: list[BuildRun] = field(default_factory=list)
     naive: list[NaiveRun] = field(default_factory=list)
     floor: list[FloorRun] = field(default_factory=list)
+    cold_untagged: list[BuildRun] = field(default_factory=list)  # --compare-tagged
+    floor_untagged: list[FloorRun] = field(default_factory=list)
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
@@ -303,6 +328,8 @@ class SizeResult:
             "runs": {
                 "cold": [asdict(run) for run in self.cold], "noop": [asdict(run) for run in self.noop],
                 "naive": [asdict(run) for run in self.naive], "floor": [asdict(run) for run in self.floor],
+                "cold_untagged": [asdict(run) for run in self.cold_untagged],
+                "floor_untagged": [asdict(run) for run in self.floor_untagged],
             },
         }
 
@@ -310,7 +337,8 @@ class SizeResult:
 Log = Callable[[str], None]
 
 
-def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, log: Log) -> SizeResult:
+def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, log: Log,
+            compare_tagged: bool = False) -> SizeResult:
     data, docs = scratch / "data", scratch / "docx"
     files = synthesize(n, data)
     result = SizeResult(n, repeats, len({path.parent for path in files}))
@@ -320,6 +348,8 @@ def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, l
         f"rendered {len(documents)} DOCX in {result.render_seconds:.1f} s")
     workers = os.cpu_count() or 1
     for repeat in range(1, repeats + 1):
+        if compare_tagged and repeat % 2 == 1:  # untagged first in odd runs, last in even ones
+            _untagged(result, data, documents, scratch / f"out-untagged-{repeat}", soffice, workers, repeat, log)
         out = scratch / f"out-{repeat}"
         cold = run_build(data, out)
         result.cold.append(cold)
@@ -336,7 +366,20 @@ def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, l
         floor = run_floor(documents, scratch, soffice, workers)
         result.floor.append(floor)
         log(f"  run {repeat}: (d) floor, {workers} soffice, {floor.calls} calls: {floor.seconds:.1f} s")
+        if compare_tagged and repeat % 2 == 0:
+            _untagged(result, data, documents, scratch / f"out-untagged-{repeat}", soffice, workers, repeat, log)
     return result
+
+
+def _untagged(result: SizeResult, data: Path, documents: list[Path], out: Path, soffice: str, workers: int,
+              repeat: int, log: Log) -> None:
+    """(a) and (d) once more, with untagged PDF export."""
+    cold = run_build(data, out, tagged=False)
+    result.cold_untagged.append(cold)
+    shutil.rmtree(out, ignore_errors=True)
+    floor = run_floor(documents, out.parent, soffice, workers, tagged=False)
+    result.floor_untagged.append(floor)
+    log(f"  run {repeat}: untagged (a) {cold.seconds:.1f} s, (d) {floor.seconds:.1f} s")
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -394,9 +437,30 @@ def table(result: SizeResult) -> str:
         f"With every core busy, (a) takes at least ({own:.1f} + {office:.1f}) / {workers} = "
         f"{(own + office) / workers:.1f} s"
     )
+    if result.cold_untagged:
+        lines.append(tagged_table(result))
     missing = [run.missing for run in result.naive] + [run.missing for run in result.floor]
+    missing += [run.missing for run in result.floor_untagged]
     if any(missing):
         lines.append(f"  WARNING: PDFs missing in (c)/(d) runs: {missing}; those timings are too low")
+    return "\n".join(lines)
+
+
+def tagged_table(result: SizeResult) -> str:
+    """Tagged against untagged PDF export, medians side by side (--compare-tagged)."""
+    rows = [
+        ("(a) cold build", [r.seconds for r in result.cold_untagged], [r.seconds for r in result.cold], "s"),
+        ("(d) floor", [r.seconds for r in result.floor_untagged], [r.seconds for r in result.floor], "s"),
+        ("(a) CPU of reportgen", [r.cpu_self for r in result.cold_untagged], [r.cpu_self for r in result.cold], "s"),
+        ("(a) CPU of LibreOffice", [r.cpu_children for r in result.cold_untagged],
+         [r.cpu_children for r in result.cold], "s"),
+        ("(a) all PDFs", [r.pdf_mb for r in result.cold_untagged], [r.pdf_mb for r in result.cold], "MB"),
+    ]
+    lines = [f"  tagged vs untagged PDF export{'':9}{'untagged':>10}{'tagged':>10}{'ratio':>8}  runs untagged | tagged"]
+    for label, plain, tagged, unit in rows:
+        before, after = result.median(plain), result.median(tagged)
+        lines.append(f"    {label:34}{before:8.2f} {unit:<2}{after:7.2f} {unit:<2}{after / before:7.2f}  "
+                     f"{_runs(plain, 2)} | {_runs(tagged, 2)}")
     return "\n".join(lines)
 
 
@@ -420,6 +484,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--json", type=Path, default=None, help="also write the results as JSON here")
     add("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     add("--keep", action="store_true", help="keep the scratch folder")
+    add("--compare-tagged", action="store_true",
+        help="also run (a) and (d) with untagged PDF export and compare (medians side by side)")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.sizes) or (args.repeat is not None and args.repeat < 1) or args.naive_max < 2:
         parser.error("sizes and --repeat must be ≥ 1, --naive-max ≥ 2")
@@ -441,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             scratch = root / f"n{n}"
             scratch.mkdir()
             repeats = args.repeat or _default_repeats(n)
-            results.append(measure(n, repeats, scratch, args.soffice, args.naive_max, _log))
+            results.append(measure(n, repeats, scratch, args.soffice, args.naive_max, _log, args.compare_tagged))
             print(table(results[-1]) + "\n", flush=True)
     finally:
         if args.keep:

@@ -79,6 +79,8 @@ def load_seeds(data: Path = SEED_DATA) -> dict[str, list[Seed]]:
         unit = _read_yaml(unit_file)
         region = find_region(str(unit["地区"]))
         assert region is not None, unit_file
+        if region.id not in seeds:  # a seed of another region: the synthetic tree keeps to these five
+            continue
         for path in sorted(unit_file.parent.glob("*.yaml")):
             if not path.name.startswith(("_", ".")):
                 seeds[region.id].append(Seed(region.id, str(unit["年度"]), unit, _read_yaml(path)))
