@@ -223,3 +223,41 @@ def test_a_second_build_of_the_same_folder_is_refused_clearly(server: Running) -
         workspace._build_lock.release()
     assert (status, answer) == (409, {"error": "已有一个生成任务正在进行，请等它结束后再生成"})
     assert os.path.isdir(workspace.data)
+
+
+def test_a_region_added_as_data_gets_its_form(tmp_path: Path) -> None:
+    from reportgen.regions import copy_region
+
+    data = tmp_path / "data"
+    folder = copy_region(find_region("national"), "mycounty", data / "regions")
+    (folder / "fields.yaml").write_text(
+        "fields:\n  - {id: kind, label: 项目类型, type: choice, options: [常年性, 延续性, 一次性]}\n", encoding="utf-8"
+    )
+    with serving(data, tmp_path / "build") as server:
+        status, answer = server.post("/api/new", {"folder": "2024/县公路段", "name": "道路养护", "region": "mycounty"})
+        assert (status, answer) == (200, {"path": "2024/县公路段/道路养护.yaml",
+                                          "url": "/project/2024/%E5%8E%BF%E5%85%AC%E8%B7%AF%E6%AE%B5/%E9%81%93%E8%B7%AF%E5%85%BB%E6%8A%A4.yaml"})
+        status, page = server.request("GET", answer["url"])
+        assert status == 200
+        assert ('<select class="v" data-key="fields.kind" aria-label="项目类型" title="本地区表格的栏目">'
+                '<option value=""></option><option value="常年性">常年性</option><option value="延续性">延续性</option>'
+                '<option value="一次性">一次性</option></select>') in page
+        text, version, state = _state(server, "2024/县公路段/道路养护.yaml")
+        assert state["values"]["fields.kind"] == "常年性"  # the starter's first option
+        state["values"]["fields.kind"] = "延续性"
+        status, _ = server.post("/api/save", {"path": "2024/县公路段/道路养护.yaml", "version": version, "base": text,
+                                              "state": state})
+    assert status == 200
+    written = (data / "2024" / "县公路段" / "道路养护.yaml").read_text(encoding="utf-8")
+    assert written == text.replace("项目类型: 常年性", "项目类型: 延续性")
+
+
+def test_a_file_with_a_yaml_error_shows_where_it_is(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "2024").mkdir(parents=True)
+    (data / "2024" / "p.yaml").write_text("地区: national\n年度: 2024\n项目名称 甲\n金额: 1\n", encoding="utf-8")
+    with serving(data, tmp_path / "build") as server:
+        status, page = server.request("GET", "/project/2024/p.yaml")
+    assert status == 200
+    assert "<h1>无法按表格显示此文件</h1>" in page
+    assert "<li class=\"error\">2024/p.yaml:3:1：缺少冒号「:」：每行应写成「键: 值」（冒号后有一个空格）</li>" in page

@@ -76,5 +76,8 @@ def run_server(data: Path, out: Path | None, host: str, port: int, open_browser:
         threading.Timer(0.5, webbrowser.open, [url]).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn hands Ctrl-C and kill back once it has stopped
+        pass
     finally:
         workspace.close()
+    say("reportgen serve 已结束。")
