@@ -261,3 +261,21 @@ def test_a_file_with_a_yaml_error_shows_where_it_is(tmp_path: Path) -> None:
     assert status == 200
     assert "<h1>无法按表格显示此文件</h1>" in page
     assert "<li class=\"error\">2024/p.yaml:3:1：缺少冒号「:」：每行应写成「键: 值」（冒号后有一个空格）</li>" in page
+
+
+@pytest.mark.soffice
+def test_the_preview_is_the_drafts_real_pdf(server: Running) -> None:
+    text, _, state = _state(server, SEED)
+    state["values"]["name"] = "预览中的项目名称"
+    status, answer = server.post("/api/preview", {"path": SEED, "base": text, "state": state})
+    assert status == 200, answer
+    pages = [answer["pdf"].replace("preview.pdf", f"page-{n}.png") for n in (1, 2)]  # the form takes two pages
+    assert answer["pdf"].endswith("/preview.pdf") and answer["pages"] == pages
+    status, _ = server.request("GET", answer["pages"][0])
+    assert status == 200
+    pdf = server.workspace.preview_file(*answer["pdf"].split("/")[2:])
+    from pypdf import PdfReader
+
+    assert "预览中的项目名称" in PdfReader(pdf).pages[0].extract_text()
+    # nothing was written into the data folder
+    assert "预览中的项目名称" not in (server.workspace.data / SEED).read_text(encoding="utf-8")

@@ -254,7 +254,7 @@
         if (line.target) item.addEventListener("click", function () { focusTarget(line.target); });
         explain.appendChild(item);
         const parts = (line.target || "").split(":");
-        if (parts[0] === "r") {
+        if (parts[0] === "r" || parts[0] === "t") {
           const row = rowsOf(parts[1])[Number(parts[2])];
           const cell = row && row.querySelector("td.score-col");
           if (cell) {
