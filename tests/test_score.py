@@ -13,7 +13,7 @@ from reportgen.schema import Indicator
 from reportgen.score import direction_of, parse_quantity, score_quantitative
 from reportgen.validate import check_paths
 
-from .conftest import DATA, run_cli
+from .conftest import DATA, DATA_PROJECTS, run_cli
 
 SEED_TOTALS = {
     "2020/晋中市数字化城市管理中心/数字城管运行费.yaml": ("95.98", "优", "2.98"),
@@ -143,9 +143,10 @@ def test_fengtai_over_target_deduction(actual: str, expected: str) -> None:
 def test_score_json_has_every_project(tmp_path: Path) -> None:
     result = run_cli("score", "--json", str(DATA))
     assert result.exit_code == 0
-    projects = json.loads(result.stdout)
-    assert sorted(p["total"] for p in projects) == sorted(v[0] for v in SEED_TOTALS.values())
-    assert {"file", "name", "total", "grade"} <= set(projects[0])
+    projects = {Path(p["file"]).resolve().relative_to(DATA.resolve()).as_posix(): p for p in json.loads(result.stdout)}
+    assert len(projects) == len(DATA_PROJECTS)  # the seeds and the examples of the regions added since
+    assert {name: projects[name]["total"] for name in SEED_TOTALS} == {n: v[0] for n, v in SEED_TOTALS.items()}
+    assert {"file", "name", "total", "grade"} <= set(next(iter(projects.values())))
 
 
 def test_score_explain_shows_rule_inputs_and_both_scores() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.load import LocatedMap
+from reportgen.regions import all_regions
 from reportgen.schema import Project
 from reportgen.validate import check_paths
 
@@ -158,7 +159,7 @@ def test_unknown_region(project_file) -> None:
     assert code == 1
     assert lines[0] == (
         "p.yaml:1:1: error: 地区: 未知的地区「深圳龙化」，是否想写「深圳龙华」？"
-        "（可用：beijing-fengtai、jinzhong、national、shenzhen-longhua、yinchuan-jinfeng）"
+        f"（可用：{'、'.join(all_regions())}）"
     )
 
 
