@@ -279,3 +279,29 @@ def test_the_preview_is_the_drafts_real_pdf(server: Running) -> None:
     assert "预览中的项目名称" in PdfReader(pdf).pages[0].extract_text()
     # nothing was written into the data folder
     assert "预览中的项目名称" not in (server.workspace.data / SEED).read_text(encoding="utf-8")
+
+
+def test_a_filled_word_form_is_imported_into_the_data_folder(tmp_path: Path) -> None:
+    from reportgen import build
+    from reportgen.validate import check_paths
+
+    [checked] = check_paths([copy_data(tmp_path / "seed") / SHENZHEN])
+    [job] = build.plan([checked], tmp_path / "out", build.Options())
+    build.render_form(job, tmp_path / "表格.docx")
+    data = tmp_path / "data"
+    data.mkdir()
+    with serving(data, tmp_path / "build") as server:
+        headers = {"X-CSRF-Token": server.token(), "Origin": server.url.rstrip("/"),
+                   "Content-Type": "application/octet-stream", "X-File-Name": "%E8%A1%A8%E6%A0%BC.docx"}
+        status, text = server.request("POST", "/api/import", (tmp_path / "表格.docx").read_bytes(), headers)
+        answer = json.loads(text)
+        assert status == 200, answer
+        assert answer["forms"] == 1
+        assert [f["path"] for f in answer["files"]] == ["2022/深圳市龙华区平安建设中心/数字化城管信息系统运行项目（系统操作员）.yaml"]
+        assert answer["units"] == ["2022/深圳市龙华区平安建设中心/_unit.yaml"]
+        status, again = server.request("POST", "/api/import", (tmp_path / "表格.docx").read_bytes(), headers)
+        assert json.loads(again)["files"] == []  # an existing file is kept
+        status, refused = server.request("POST", "/api/import", b"x", {**headers, "X-File-Name": "..%2Fa.yaml"})
+        assert (status, json.loads(refused)) == (403, {"error": "只能导入 Word 文件（.docx 或 .doc）"})
+    [imported] = check_paths([data])
+    assert imported.ok and imported.project is not None and imported.project.name == "数字化城管信息系统运行项目（系统操作员）"

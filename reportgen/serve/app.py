@@ -12,7 +12,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -163,6 +163,15 @@ def create_app(workspace: Workspace, hosts: set[str], token: str | None = None) 
     def build(data: dict) -> object:
         return workspace.start_build(text(data, "unit")).to_json()
 
+    async def import_word(request: Request) -> Response:
+        """The Word file is the request's body (no form encoding), its name in X-File-Name."""
+        try:
+            name = unquote(request.headers.get("x-file-name", ""))
+            result = await run_in_threadpool(workspace.import_word, name, await request.body())
+        except (Refused, NotFound, ReportgenError) as exc:
+            return _error(exc)
+        return JSONResponse(result)
+
     async def build_status(request: Request) -> Response:
         job = workspace.jobs.get(request.path_params["job"])
         if job is None:
@@ -197,6 +206,7 @@ def create_app(workspace: Workspace, hosts: set[str], token: str | None = None) 
         Route("/api/preview", api(preview), methods=["POST"]),
         Route("/api/new", api(new), methods=["POST"]),
         Route("/api/build", api(build), methods=["POST"]),
+        Route("/api/import", import_word, methods=["POST"]),
         Route("/api/build/{job}", build_status),
         Route("/download/{path:path}", download),
         Route("/preview/{token}/{name}", preview_file),

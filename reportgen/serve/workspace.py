@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from .. import build as building
 from .. import report
@@ -305,6 +306,28 @@ class Workspace:
         with atomic_path(target) as temporary:
             temporary.write_text(text, encoding="utf-8")
         return self.rel(target)
+
+    def import_word(self, name: str, data: bytes) -> dict:
+        """A filled Word form (``reportgen import``): its projects written into the data folder
+        by 年度/单位 (an existing file is kept), with what the import noticed."""
+        from .. import importer
+
+        name = PurePosixPath(name.replace("\\", "/")).name
+        if not name.lower().endswith((".docx", ".doc")) or name.startswith((".", "~$")):
+            raise Refused("只能导入 Word 文件（.docx 或 .doc）")
+        with tempfile.TemporaryDirectory(dir=self.scratch) as folder:
+            document = Path(folder) / name
+            document.write_bytes(data)
+            forms, problems = importer.import_file(document, None)
+            problems = [*problems, *(p for form in forms for p in form.problems)]
+            written = importer.write_projects(forms, self.data, force=False)
+            problems.extend(written.problems)
+            shown = [str(p).replace(str(document), name).replace(f"{self.data}{os.sep}", "") for p in problems]
+        files = [self.rel(path) for path in written.files if path.resolve().is_relative_to(self.data)]
+        return {"files": [{"path": f, "url": "/project/" + quote(f, safe="/")} for f in files
+                          if not PurePosixPath(f).name.startswith("_")],
+                "units": [f for f in files if PurePosixPath(f).name.startswith("_")],
+                "problems": shown, "forms": len(forms)}
 
     def unit_folders(self) -> list[str]:
         """The data's folders that hold projects or a unit file: where a new project may go."""

@@ -461,6 +461,44 @@
         else message.textContent = answer.body.error || "新建失败";
       });
     }
+    const importForm = document.getElementById("import-word");
+    if (importForm) {
+      importForm.addEventListener("submit", async function (event) {
+        event.preventDefault();
+        const message = importForm.querySelector(".form-message");
+        const file = importForm.elements.file.files[0];
+        if (!file) return;
+        message.textContent = "正在导入…";
+        message.classList.remove("ok");
+        let response;
+        let body;
+        try {
+          response = await fetch("/api/import", {
+            method: "POST",
+            headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": csrf,
+                       "X-File-Name": encodeURIComponent(file.name) },
+            body: await file.arrayBuffer(),
+          });
+          body = await response.json();
+        } catch (error) {
+          message.textContent = "导入失败：无法连接 reportgen serve";
+          return;
+        }
+        if (!response.ok) { message.textContent = body.error || "导入失败"; return; }
+        message.textContent = "读到 " + body.forms + " 张表，写入 " + body.files.length + " 个项目文件";
+        message.classList.add("ok");
+        const list = document.getElementById("imported");
+        list.replaceChildren();
+        body.files.forEach(function (item) {
+          const entry = make("li");
+          const link = make("a", "", item.path);
+          link.href = item.url;
+          entry.appendChild(link);
+          list.appendChild(entry);
+        });
+        body.problems.forEach(function (problem) { list.appendChild(make("li", "problem", problem)); });
+      });
+    }
     document.querySelectorAll("button.build").forEach(function (control) {
       control.addEventListener("click", async function () {
         const unit = control.closest("article.unit");
