@@ -47,20 +47,26 @@ class FieldSpec:
         return self.key.rpartition(".")[0]
 
 
+def _parser(model: type[BaseModel], name: str):
+    """The function that reads a field's value (pydantic keeps a required field's in its metadata)."""
+    info = model.model_fields[name]
+    inside = (m for arg in typing.get_args(info.annotation) for m in getattr(arg, "__metadata__", ()))
+    metadata = [*info.metadata, *inside]
+    return next((m.func for m in metadata if getattr(m, "func", None) is not None), None)
+
+
 def _kind(model: type[BaseModel], name: str) -> tuple[str, str]:
     annotation = model.model_fields[name].annotation
     inner = nested_model(model, name)
     if inner is not None:
         kind = "list" if typing.get_origin(annotation) is list else "mapping"
         return kind, f"{'列表' if kind == 'list' else '映射'}（{inner.__doc__.splitlines()[0].rstrip('。')}）"
-    for arg in (annotation, *typing.get_args(annotation)):
-        for meta in getattr(arg, "__metadata__", ()):
-            function = getattr(meta, "func", None)
-            if function is not None:
-                if function.__name__ == "parse":  # a _choice of fixed words
-                    return "choice", "可选值"
-                return _KINDS.get(function.__name__, ("text", "文字"))
-    if typing.get_origin(annotation) is dict or dict in typing.get_args(annotation):
+    function = _parser(model, name)
+    if function is not None:
+        if hasattr(function, "choices"):  # a _choice of fixed words
+            return "choice", f"可选值：{'、'.join(function.choices)}"
+        return _KINDS.get(function.__name__, ("text", "文字"))
+    if any(typing.get_origin(arg) is dict for arg in (annotation, *typing.get_args(annotation))):
         return "shares", "映射（一级指标: 分值）"
     return "text", "文字"
 
@@ -75,7 +81,7 @@ def _common(model: type[BaseModel], prefix: str, region: Region | None) -> Itera
         if (model, name) in labels:
             label, aliases = labels[(model, name)], [label, *aliases]
         kind, type_name = _kind(model, name)
-        options = tuple(typing.get_args(typing.get_args(info.annotation)[0])) if kind == "choice" else ()
+        options = tuple(getattr(_parser(model, name), "choices", ()))
         yield FieldSpec(f"{prefix}{name}", label, tuple(aliases), kind, type_name, info.is_required(),
                         info.description or "", options)
         inner = nested_model(model, name)

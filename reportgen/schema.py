@@ -105,6 +105,7 @@ def _choice(*choices: str):
             raise ValueParseError(f"「{value}」不是可选值之一：{'、'.join(choices)}")
         return text
 
+    parse.choices = choices  # type: ignore[attr-defined]  # read by the field reference
     return parse
 
 

@@ -18,7 +18,7 @@ def test_fields_reference_is_generated_from_the_model() -> None:
     result = run_cli("fields")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert "| `name` | 项目名称 |  | 文字 | 是 | 项目名称 |" in lines
+    assert "| `name` | 项目名称 |  | 文字（不能为空） | 是 | 项目名称 |" in lines
     assert any(line.startswith("| `funds.total.initial` | 年初预算数 | 年初预算数(A)、预算资金 | 金额") for line in lines)
     assert any(line.startswith("| `indicators.weight` | 分值 | 指标分值 | 分数，或 无/不适用 |") for line in lines)
 
