@@ -56,6 +56,21 @@ BASE_PROJECT = """\
 """
 
 
+def distinct_cells(cells) -> list:
+    """A row's cells, each merged cell once (python-docx repeats a cell over its grid span)."""
+    seen, found = set(), []
+    for cell in cells:
+        if id(cell._tc) not in seen:
+            seen.add(id(cell._tc))
+            found.append(cell)
+    return found
+
+
+def table_texts(table) -> list[list[str]]:
+    """A DOCX table as the texts of its rows' cells, each merged cell once."""
+    return [[cell.text for cell in distinct_cells(row.cells)] for row in table.rows]
+
+
 @pytest.fixture(autouse=True)
 def _only_builtin_regions():
     """Region folders a test makes known (``--regions``, a data folder's ``regions/``) end with it."""

@@ -16,7 +16,7 @@ import pytest
 from docx import Document
 from pypdf import PdfReader
 
-from .conftest import DATA, ROOT, run_cli
+from .conftest import DATA, ROOT, run_cli, table_texts
 
 ANHUI = ROOT / "templates" / "docx" / "anhui"
 UNIT = DATA / "2023" / "镜湖区数字化城市管理中心"
@@ -30,18 +30,8 @@ def _copy_region(into: Path) -> Path:
     return into
 
 
-def _distinct(cells) -> list:
-    """A row's cells, each merged cell once (python-docx repeats a cell over its grid span)."""
-    seen, found = set(), []
-    for cell in cells:
-        if id(cell._tc) not in seen:
-            seen.add(id(cell._tc))
-            found.append(cell)
-    return found
 
 
-def _texts(table) -> list[list[str]]:
-    return [[cell.text for cell in _distinct(row.cells)] for row in table.rows]
 
 
 def _normalized(text: str) -> str:
@@ -62,7 +52,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.soffice
 def test_money_block_prints_anhuis_headers_and_rows(built: Path) -> None:
-    rows = _texts(Document(str(built / f"{PROJECT}.docx")).tables[0])
+    rows = table_texts(Document(str(built / f"{PROJECT}.docx")).tables[0])
     assert rows[0] == ["项目名称", PROJECT]
     assert rows[1] == ["主管部门", "芜湖市镜湖区城市管理局", "实施单位", "镜湖区数字化城市管理中心"]
     assert rows[2] == ["项目资金\n（万元）", "", "年初预算数", "全年预算数(A)", "全年执行数(B)", "分值", "执行率(B/A)", "得分"]
@@ -78,7 +68,7 @@ def test_money_block_prints_anhuis_headers_and_rows(built: Path) -> None:
 @pytest.mark.soffice
 def test_indicator_table_prints_level1_with_its_points_merged_over_each_group(built: Path) -> None:
     table = Document(str(built / f"{PROJECT}.docx")).tables[1]
-    rows = _texts(table)
+    rows = table_texts(table)
     assert rows[0] == ["", "一级指标", "二级指标", "三级指标", "年度指标值", "实际完成值", "分值", "得分",
                        "偏差原因分析及改进措施"]  # fmt: skip
     assert [row[1] for row in rows[1:9]] == ["产出指标(50分)"] * 5 + ["效益指标(30分)"] * 2 + ["满意度指标(10分)"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from docx import Document
 
-from .conftest import DATA, ROOT, run_cli
+from .conftest import DATA, ROOT, run_cli, table_texts
 
 REGION = ROOT / "templates" / "docx" / "hubei-provincial"
 UNIT = DATA / "2023" / "湖北省中小河流水文监测中心"
@@ -24,18 +24,8 @@ PROJECT = "中小河流水文监测系统运行维护"
 CORNER = "年度\n绩效\n目标\n（80分）"
 
 
-def _distinct(cells) -> list:
-    """A row's cells once each (python-docx repeats a cell for every grid column it spans)."""
-    seen, found = set(), []
-    for cell in cells:
-        if id(cell._tc) not in seen:
-            seen.add(id(cell._tc))
-            found.append(cell)
-    return found
 
 
-def _rows(table) -> list[list[str]]:
-    return [[cell.text for cell in _distinct(row.cells)] for row in table.rows]
 
 
 def _one_file(extra: str = "", **replace: str) -> str:
@@ -108,12 +98,12 @@ def test_the_example_builds_word_pdf_and_bundle(built: Path) -> None:
 def test_title_and_header_line(built: Path, form: list) -> None:
     document = Document(str(built / f"{PROJECT}.docx"))
     assert document.paragraphs[0].text == "2023年度项目自评表"
-    assert _rows(form[0]) == [["单位名称：湖北省中小河流水文监测中心", "填报日期：2024年3月15日"]]
+    assert table_texts(form[0]) == [["单位名称：湖北省中小河流水文监测中心", "填报日期：2024年3月15日"]]
 
 
 @pytest.mark.soffice
-def test_project_rows_and_checkbox_rows(form: list) -> None:
-    rows = _rows(form[1])
+def test_project_rows_and_checkboxtable_texts(form: list) -> None:
+    rows = table_texts(form[1])
     assert rows[:5] == [
         ["项目名称", PROJECT],
         ["主管部门", "湖北省水利厅", "项目实施单位", "湖北省中小河流水文监测中心"],
@@ -125,7 +115,7 @@ def test_project_rows_and_checkbox_rows(form: list) -> None:
 
 @pytest.mark.soffice
 def test_budget_execution_scores_twenty_times_the_rate_to_the_cent(form: list) -> None:
-    rows = _rows(form[1])
+    rows = table_texts(form[1])
     assert rows[5] == [
         "预算执行情况\n（万元）（20分）",
         "预算数（A）",
@@ -141,7 +131,7 @@ def test_budget_execution_scores_twenty_times_the_rate_to_the_cent(form: list) -
 @pytest.mark.soffice
 def test_indicator_table_under_the_80_point_label(form: list) -> None:
     table = form[1]
-    rows = _rows(table)
+    rows = table_texts(table)
     assert rows[7] == [CORNER, "一级指标", "二级指标", "三级指标", "年初目标值（A）", "实际完成值（B）", "分值", "得分"]
     assert rows[8:15] == [
         [CORNER, "产出指标\n（40分）", "数量指标", "运行维护水文测站数量", "≥420个", "426个", "10", "10"],
@@ -162,7 +152,7 @@ def test_indicator_table_under_the_80_point_label(form: list) -> None:
 
 @pytest.mark.soffice
 def test_text_blocks_and_signature(form: list) -> None:
-    rows = _rows(form[1])
+    rows = table_texts(form[1])
     deviation, improvement, approval = rows[16:19]
     assert deviation[0] == "偏差大或目标\n未完成原因分析"
     assert deviation[1].startswith("一是测站设备更新采购合同于12月签订，尾款13.62万元")

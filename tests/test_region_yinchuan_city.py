@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from docx import Document
 
-from .conftest import DATA, ROOT, run_cli
+from .conftest import DATA, ROOT, run_cli, table_texts
 
 REGION = ROOT / "templates" / "docx" / "yinchuan-city"
 UNIT = "银川市数字化城市管理监督指挥中心"
@@ -39,17 +39,6 @@ def _example(tmp_path: Path, text: str | None = None) -> Path:
     return unit
 
 
-def _rows(table) -> list[list[str]]:
-    """Each row's cell texts, a cell merged across columns counted once."""
-    rows = []
-    for row in table.rows:
-        seen, cells = set(), []
-        for cell in row.cells:
-            if id(cell._tc) not in seen:
-                seen.add(id(cell._tc))
-                cells.append(cell.text)
-        rows.append(cells)
-    return rows
 
 
 @pytest.mark.soffice
@@ -63,7 +52,7 @@ def test_the_example_builds_from_a_copy_of_the_region_folder(regions: str, tmp_p
 
     document = Document(str(folder / f"{PROJECT}.docx"))
     assert [p.text for p in document.paragraphs[:2]] == ["银川市本级部门项目支出绩效自评表", "(2021年)"]
-    head = _rows(document.tables[0])
+    head = table_texts(document.tables[0])
     assert head[:5] == [
         ["项目名称", PROJECT],
         ["主管部门", "银川市城市管理局", "实施单位", UNIT],
@@ -73,7 +62,7 @@ def test_the_example_builds_from_a_copy_of_the_region_folder(regions: str, tmp_p
     ]
     assert [row[:2] for row in head[5:]] == [["年度总体\n目标", "年初设定目标"], ["年度总体\n目标", "年度总体目标\n完成情况"]]
 
-    table = _rows(document.tables[1])
+    table = table_texts(document.tables[1])
     assert table[0] == [
         "一级指标", "二级指标", "三级指标", "参考\n分值", "指标值(A)", "全年实际值(B)", "得分", "未完成原因分析及改进措施",
     ]  # fmt: skip

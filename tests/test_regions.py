@@ -17,7 +17,7 @@ from docx.text.run import Run
 from reportgen.build import build
 from reportgen.regions import all_regions, find_region
 
-from .conftest import BASE_PROJECT, DATA, ROOT, run_cli
+from .conftest import BASE_PROJECT, DATA, ROOT, distinct_cells, run_cli
 
 NATIONAL = ROOT / "templates" / "docx" / "national"
 
@@ -99,7 +99,7 @@ def _word_edit(form: Path) -> None:
     template_row = table.rows[1]._tr  # 主管部门 | … | 实施单位 | …: four cells
     for label, tag in (("评价结论", "{{ fields.conclusion }}"), ("项目类型", "{{ fields.kind }}")):
         template_row.addnext(copy.deepcopy(template_row))
-        cells = _distinct(table.rows[2].cells)
+        cells = distinct_cells(table.rows[2].cells)
         for cell, text in zip(cells, (label, tag, "", ""), strict=True):
             _set_text(cell, text)
         cells[1].merge(cells[3])  # merged by hand: the value spans the rest of the row
@@ -107,13 +107,6 @@ def _word_edit(form: Path) -> None:
     document.save(str(form))
 
 
-def _distinct(cells) -> list:
-    seen, found = set(), []
-    for cell in cells:
-        if id(cell._tc) not in seen:
-            seen.add(id(cell._tc))
-            found.append(cell)
-    return found
 
 
 @pytest.fixture
@@ -154,7 +147,7 @@ def test_a_region_made_in_word_and_a_text_editor_builds(county: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / "2024" / "县公路段"
     document = Document(str(folder / "乡村道路养护.docx"))
-    rows = [[cell.text for cell in _distinct(row.cells)] for row in document.tables[0].rows]
+    rows = [[cell.text for cell in distinct_cells(row.cells)] for row in document.tables[0].rows]
     assert rows[0] == ["项目名称", "乡村道路养护"]  # the tag split over three runs
     assert rows[2] == ["项目类型", "☐常年性　☑延续性　☐一次性"]
     assert rows[3] == ["评价结论", "项目按期完成，道路完好率达标。"]  # the hand-merged cell
