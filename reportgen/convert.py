@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import textlayer
-from .errors import ConvertError
+from .errors import ConvertError, OutputError
 
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
 SC_FONT_FAMILIES = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Source Han Serif SC", "Source Han Sans SC")
@@ -258,12 +258,26 @@ class _Worker:
         for index in range(start, end):
             doc = docs[index]
             if _pdf_ok(produced[index]):
-                pdf = Path(shutil.move(str(produced[index]), str(doc.with_suffix(".pdf"))))
-                textlayer.repair(pdf, doc)
-                self.deliver(doc, pdf)
+                self.deliver(doc, self._take(produced[index], doc.with_suffix(".pdf"), doc))
             else:
                 failed[doc] = (reasons or {}).get(doc, f"LibreOffice 未能转换 {doc.name}")
         return end
+
+    @staticmethod
+    def _take(produced: Path, target: Path, doc: Path) -> Outcome:
+        """LibreOffice's PDF moved beside its DOCX (another file system: a copy) and repaired; a
+        full disk fails the document, not the worker (retrying would not help)."""
+        try:
+            pdf = Path(shutil.move(str(produced), str(target)))
+            textlayer.repair(pdf, doc)
+            return pdf
+        except OSError as exc:
+            why = f"无法写入 {target.name}：{exc.strerror or exc}"
+        except OutputError as exc:  # the repaired PDF (its message names the file)
+            why = str(exc)
+        with contextlib.suppress(OSError):
+            target.unlink(missing_ok=True)
+        return why
 
 
 class _Watch:

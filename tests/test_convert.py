@@ -3,11 +3,16 @@ work slowly, and that take their time over a large document."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from reportgen import convert
 from reportgen.convert import DOCUMENT_SECONDS, PROBE_SECONDS, SECONDS_PER_KB, STARTUP_SECONDS, Pool, allowance
 
 # A fake soffice's reading of its command line: the --outdir and the documents, in order.
@@ -122,3 +127,24 @@ end=$((SECONDS + 30)); while [ $SECONDS -lt $end ]; do :; done""")
     assert pool.outcomes == {doc: "LibreOffice 转换超时（3 秒内没有完成）：a.docx"}
     assert time.monotonic() - started < 10
     assert (tmp_path / "calls").read_text(encoding="utf-8") == "call\ncall\n"
+
+
+def test_a_full_disk_fails_the_document_not_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving LibreOffice's PDF beside its DOCX copies it (another file system) and may find the
+    disk full: that document fails with the system's reason, the others go on."""
+    fake = _fake_soffice(tmp_path, 'for doc in "${docs[@]}"; do pdf "$doc"; done')
+    docs = _documents(tmp_path, {"a": 100, "b": 100})
+    move = shutil.move
+
+    def full_for_a(source: str, target: str) -> str:
+        if Path(target).name == "a.pdf":
+            Path(target).write_bytes(b"%PDF-1.6 half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return move(source, target)
+
+    monkeypatch.setattr(convert.shutil, "move", full_for_a)
+    with Pool(str(fake)) as pool:
+        pool.submit(docs)
+        pool.inputs_written()
+    assert pool.wait() == {docs[0]: "无法写入 a.pdf：No space left on device", docs[1]: docs[1].with_suffix(".pdf")}
+    assert not docs[0].with_suffix(".pdf").exists()  # no half-written PDF left behind
