@@ -197,25 +197,18 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
 @_friendly
 def import_forms(paths: tuple[Path, ...], out: Path, region_name: str | None, force: bool, soffice: str) -> None:
     """把已填好的自评表（.docx、.doc，或其所在文件夹）读回项目文件。"""
-    from . import importer
+    from .importer import import_paths
 
-    region = _region(region_name) if region_name else None
-    imported, problems = [], []
-    for document in importer.discover_documents(list(paths)):
-        forms, found = importer.import_file(document, region, soffice)
-        imported.extend(forms)
-        problems.extend(found)
-        problems.extend(p for form in forms for p in form.problems)
-    written = importer.write_projects(imported, out, force)
-    problems.extend(written.problems)
-    for problem in problems:
+    report = import_paths(list(paths), out, _region(region_name) if region_name else None, force, soffice)
+    for problem in report.problems:
         click.echo(str(problem))
-    for path in written.files:
+    for path in report.files:
         click.echo(f"已写入 {path}")
-    checked = check_paths([p for p in written.files if not p.name.startswith("_")]) if written.files else []
-    _print_problems(checked)
-    click.echo(f"导入了 {len(imported)} 张表：写入 {len(written.files)} 个文件")
-    failed = any(p.is_error for p in problems) or _failed(checked, strict=False) if checked else True
+    checked = check_paths(report.projects) if report.projects else []
+    if checked:
+        _print_problems(checked)
+    click.echo(f"导入了 {report.forms} 张表：写入 {len(report.files)} 个文件")
+    failed = any(p.is_error for p in report.problems) or not report.projects or _failed(checked, strict=False)
     sys.exit(1 if failed else 0)
 
 

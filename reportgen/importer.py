@@ -28,7 +28,7 @@ from docx.oxml.ns import qn
 from jinja2 import nodes
 
 from .bundle import safe_filename
-from .errors import display_path
+from .errors import UsageError, display_path
 from .reference import FieldSpec, region_fields
 from .regions import Region, all_regions
 from .schema import UNIT_FIELDS
@@ -1019,6 +1019,34 @@ def _write(target: Path, text: str) -> None:
     from .package import write_bytes
 
     write_bytes(target, text.encode("utf-8"))
+
+
+@dataclass
+class ImportReport:
+    """What `reportgen import` did: the forms read, the files written, what was wrong."""
+
+    forms: int
+    files: list[Path]
+    problems: list[DocumentProblem]
+
+    @property
+    def projects(self) -> list[Path]:
+        return [path for path in self.files if not path.name.startswith("_")]
+
+
+def import_paths(paths: list[Path], out: Path, region: Region | None, force: bool, soffice: str) -> ImportReport:
+    """Every Word file under ``paths``, read and written as project files under ``out``."""
+    documents = discover_documents(paths)
+    if not documents:
+        raise UsageError(f"没有找到 Word 文件（.docx、.doc）：{'、'.join(map(str, paths))}")
+    imported: list[Imported] = []
+    problems: list[DocumentProblem] = []
+    for document in documents:
+        forms, found = import_file(document, region, soffice)
+        imported += forms
+        problems += found + [p for form in forms for p in form.problems]
+    written = write_projects(imported, out, force)
+    return ImportReport(len(imported), written.files, problems + written.problems)
 
 
 def discover_documents(paths: list[Path]) -> list[Path]:

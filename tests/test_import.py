@@ -380,3 +380,10 @@ def test_the_merged_unit_document_imports_every_form_and_names_the_summary(built
     assert sorted(f.data["name"] for f in forms) == sorted(
         p.stem for p in merged.parent.glob("*.docx") if p.stem != "全部项目"
     )
+
+
+def test_a_folder_without_word_files_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = run_cli("import", "empty")
+    assert (result.exit_code, result.output) == (1, "错误：没有找到 Word 文件（.docx、.doc）：empty\n")
