@@ -857,6 +857,8 @@ def import_file(
         shutil.rmtree(temporary, ignore_errors=True)
     if not any((b.text if isinstance(b, Para) else any(c.text for c in b.cells())) for b in blocks):
         return [], [_problem(path, "", "error", "文档中没有文字（可能是扫描的图片）；请导入可编辑的 Word 文件")]
+    if any(_TAG.search(b.text if isinstance(b, Para) else " ".join(c.text for c in b.cells())) for b in blocks):
+        return [], [_problem(path, "", "error", "这是模板（含 {{ }} 标签），不是填好的表；请导入填好的自评表")]
     forms, outside = split_forms(blocks)
     problems = [
         _problem(path, f"表{b.number}", "warning", "这张表格不在任何自评表内（如汇总表），未导入")

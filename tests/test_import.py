@@ -21,7 +21,7 @@ from reportgen import importer
 from reportgen.build import build
 from reportgen.validate import check_paths
 
-from .conftest import DATA_PROJECTS, run_cli
+from .conftest import DATA_PROJECTS, ROOT, run_cli
 
 # --- a clerk's Word form, made the way Word makes it --------------------------------------------
 
@@ -387,3 +387,9 @@ def test_a_folder_without_word_files_is_a_clear_error(tmp_path: Path, monkeypatc
     (tmp_path / "empty").mkdir()
     result = run_cli("import", "empty")
     assert (result.exit_code, result.output) == (1, "错误：没有找到 Word 文件（.docx、.doc）：empty\n")
+
+
+def test_a_template_is_not_a_filled_form(tmp_path: Path) -> None:
+    template = ROOT / "templates" / "docx" / "national" / "form.docx"
+    forms, problems = importer.import_file(template)
+    assert (forms, [p.message for p in problems]) == ([], ["这是模板（含 {{ }} 标签），不是填好的表；请导入填好的自评表"])
