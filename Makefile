@@ -11,6 +11,7 @@ build: setup
 	$(BIN)/reportgen build $(DATA) -o $(OUT)
 
 test: setup
+	@scripts/install-system-deps.sh --test
 	$(BIN)/python -m pytest -q
 
 setup: system $(VENV)/.installed

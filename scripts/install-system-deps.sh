@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages reportgen needs when they are missing:
 # LibreOffice Writer (DOCX → PDF), Noto CJK fonts (Simplified Chinese), poppler (PDF tools),
-# Chromium and its driver (the browser tests of reportgen serve), and Python's venv module.
-# Does nothing when everything is already there.
+# and Python's venv module; with --test also Chromium and its driver (the browser tests of
+# reportgen serve). Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(libreoffice-writer-nogui fonts-noto-cjk fonts-hanazono poppler-utils chromium chromium-driver)
+packages=(libreoffice-writer-nogui fonts-noto-cjk fonts-hanazono poppler-utils)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium chromium-driver)
+fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
