@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, bundle, convert, view
+from . import __version__, bundle, convert, pdfpages, view
 from .bundle import SummaryRow
 from .errors import ConvertError, OutputError, Problem, ReportgenError, display_path
 from .regions import Region
@@ -52,8 +52,10 @@ class Job:
     checked: Checked
     folder: Path
     stem: str
-    fingerprint: str
+    fingerprint: str  # what its outputs depend on: its own inputs and, in a chunk, the chunk's
     when: datetime.datetime
+    own: str = ""  # its own inputs' digest
+    chunk: Chunk | None = None  # the document it is converted in, if not alone
 
     @property
     def docx(self) -> Path:
@@ -132,9 +134,11 @@ def unit_of(checked: Checked) -> str:
     return project.implementing_unit or project.primary_unit or checked.source.path.parent.name
 
 
-def plan(results: list[Checked], out: Path, options: Options) -> list[Job]:
-    """Where each valid project's files go; names are safe and distinct within a bundle."""
+def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path, str] | None = None) -> list[Job]:
+    """Where each valid project's files go; names are safe and distinct within a bundle.
+    ``digests``: each input file's sha256, filled in (a region's files are read once)."""
     taken: dict[Path, set[str]] = {}
+    digests = {} if digests is None else digests
     jobs = []
     for checked in results:
         project = checked.project
@@ -142,10 +146,51 @@ def plan(results: list[Checked], out: Path, options: Options) -> list[Job]:
         folder = out / str(project.year) / bundle.safe_filename(unit_of(checked), set())
         stem = bundle.safe_filename(project.name, taken.setdefault(folder, set()))
         job = Job(checked, folder, stem, "", _when(checked))
-        contents = [path.read_bytes() for path in job.inputs]
-        job.fingerprint = _digest(__version__, str(options.pdfa), job.when.isoformat(), *contents)
+        for path in job.inputs:
+            if path not in digests:
+                digests[path] = bundle.sha256_of(path)
+        job.fingerprint = job.own = _digest(__version__, str(options.pdfa), job.when.isoformat(),
+                                            *(digests[path] for path in job.inputs))
         jobs.append(job)
     return jobs
+
+
+INPUTS_KEY = "#inputs"  # in state.json: the sha256 of every input file of the last build
+
+
+def likely_work(paths: list[Path], state: State) -> int:
+    """A guess, made before validating, of how many LibreOffice the build will keep busy: none
+    when no input file has changed since the last build, one when a single project file has,
+    all otherwise (no last build, a unit or region file changed). Only when LibreOffice starts
+    is decided by it; what is built is decided after validation, as always."""
+    from .load import discover
+
+    recorded = state.entries.get(INPUTS_KEY, {}).get("files")
+    if not isinstance(recorded, dict) or not recorded:
+        return 1_000
+    changed, seen = 0, set()
+    for source in discover(paths):
+        for path in (*source.unit_files, source.path):
+            key = str(path.resolve())
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                same = recorded.get(key) == bundle.sha256_of(path)
+            except OSError:
+                same = False
+            if not same:
+                if path != source.path:
+                    return 1_000  # a unit file: all its projects
+                changed += 1
+    for key in set(recorded) - seen:  # region files, and projects since removed (their unit changes)
+        try:
+            if recorded[key] == bundle.sha256_of(Path(key)):
+                continue
+        except OSError:
+            pass
+        return 1_000
+    return changed
 
 
 # --- state: what the last build produced ----------------------------------------------------
@@ -233,13 +278,15 @@ def render_form(job: Job, target: Path) -> None:
     render.render_docx(checked.region.template, context, target, job.when, title=checked.project.name)
 
 
-def publish(job: Job, docx: Path, pdf: Path | None, state: State, out: Path) -> None:
-    """Move a project's finished files into place. The DOCX is kept even when its PDF failed."""
+def publish(job: Job, docx: Path, pdf: Path | None, state: State, out: Path, record: bool = True) -> None:
+    """Move a project's finished files into place. The DOCX is kept even when its PDF failed.
+    ``record``: note them as built, so that the next build skips the project."""
     job.folder.mkdir(parents=True, exist_ok=True)
     _move(docx, job.docx)
     if pdf is not None:
         _move(pdf, job.pdf)
-        state.record(_key(job, out), job.fingerprint, job.outputs)
+        if record:
+            state.record(_key(job, out), job.fingerprint, job.outputs)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -310,7 +357,7 @@ def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list
             report.failures.append(f"{folder}: 本单位有项目未能生成，报送包未更新")
             continue
         # Members' outputs are functions of their inputs, so the inputs fingerprint the bundle.
-        digest = _digest(__version__, *(f"{j.stem}:{j.fingerprint}" for j in members))
+        digest = _digest(__version__, str(CHUNK_FORMS), *(f"{j.stem}:{j.own}" for j in members))
         bundles.append(Bundle(folder, members, digest))
     return bundles
 
@@ -320,105 +367,348 @@ def render_summary(item: Bundle, target: Path) -> None:
     bundle.write_summary_docx(item.title, [summary_row(j) for j in item.members], target, item.when)
 
 
+# --- units converted as one document ------------------------------------------------------
+
+# Forms per LibreOffice document. LibreOffice spends about 50 ms on any document it opens, and a
+# one-page form takes little more: a unit's forms converted together take half the time they
+# take one by one. Each form's PDF is then cut from the whole (``pdfpages``), the same page for
+# page. The count is fixed, not taken from the number of cores: which forms share a document
+# decides the PDFs' bytes (their fonts hold the glyphs of the whole document), and those must
+# be the same on every machine. A changed form reconverts its own chunk only.
+CHUNK_FORMS = 10
+CHUNKS_FOLDER = "chunks"  # <out>/.reportgen/chunks/<fingerprint>.chunk: the PDF of each chunk (not *.pdf)
+
+
+@dataclass(eq=False)  # compared by identity
+class Chunk:
+    """Forms of one unit converted as one LibreOffice document, each one's PDF cut from it;
+    the first chunk of a unit with a bundle also holds its 汇总表, first."""
+
+    folder: Path
+    item: Bundle | None
+    index: int
+    jobs: list[Job]
+    with_summary: bool
+    fingerprint: str
+
+    @property
+    def parts(self) -> int:
+        return len(self.jobs) + self.with_summary
+
+    def part_of(self, job: Job) -> int:
+        return self.with_summary + next(i for i, member in enumerate(self.jobs) if member is job)
+
+    def key(self, out: Path) -> str:
+        return f"{self.folder.relative_to(out)}#{self.index}"
+
+    def stored(self, out: Path) -> Path:
+        return out / STATE_FOLDER / CHUNKS_FOLDER / f"{self.fingerprint}.chunk"
+
+
+def plan_chunks(jobs: list[Job], bundles: list[Bundle], options: Options) -> list[Chunk]:
+    """Each unit's forms in chunks of ``CHUNK_FORMS``, in the bundle's order; forms whose
+    template LibreOffice lays out differently among others (``bundle.combinable``) and every
+    PDF/A form are converted alone. A form's fingerprint then covers its chunk: the forms of a
+    chunk are built together."""
+    if options.pdfa:  # PDF/A's metadata belongs to one document: converted one by one
+        return []
+    folders: dict[Path, list[Job]] = {}
+    for job in jobs:
+        folders.setdefault(job.folder, []).append(job)
+    items = {item.folder: item for item in bundles}
+    chunks = []
+    for folder, members in sorted(folders.items()):
+        item = items.get(folder)
+        ordered = item.members if item else sorted(members, key=lambda job: str(job.checked.source.path))
+        together = [job for job in ordered if bundle.combinable(job.checked.region.template)]  # type: ignore[union-attr]
+        pieces = [together[start : start + CHUNK_FORMS] for start in range(0, len(together), CHUNK_FORMS)]
+        if item is not None and not pieces:
+            pieces = [[]]  # the summary alone
+        for index, piece in enumerate(pieces):
+            summary = item is not None and index == 0
+            assert item is not None or not summary
+            digest = _digest(__version__, "chunk", str(CHUNK_FORMS), item.fingerprint if summary else "",  # type: ignore[union-attr]
+                             *(f"{job.stem}:{job.own}" for job in piece))
+            chunk = Chunk(folder, item, index, piece, summary, digest)
+            for job in piece:
+                job.chunk = chunk
+                job.fingerprint = _digest(job.own, digest)
+            chunks.append(chunk)
+    return chunks
+
+
 _DOCUMENT_BYTES = 10_000  # what LibreOffice spends on any document, in bytes of project YAML (see weight)
 
 
-@dataclass
-class _Group:
-    """Documents that go to one LibreOffice worker together: a bundle's summary and (some of) its
-    stale forms, so that bundles complete one by one while LibreOffice works."""
+@dataclass(eq=False)
+class _Conversion:
+    """One document for LibreOffice: a chunk of forms, a form alone, or a 汇总表 alone."""
 
-    item: Bundle | None
-    jobs: list[Job]
-    with_summary: bool
+    path: Path
+    item: Bundle | None = None  # its unit's bundle, when it has one
+    chunk: Chunk | None = None
+    job: Job | None = None
+    summary: bool = False
 
     @property
     def weight(self) -> int:
-        """LibreOffice's time for the group, in bytes of YAML: measured on the seed regions, a
-        form costs about 50 ms plus 5 ms per KB of its project file, so a fixed 10 KB each; a
-        summary page about as much as the fixed cost and a little more."""
-        forms = sum(_DOCUMENT_BYTES + job.checked.source.path.stat().st_size for job in self.jobs)
-        return forms + (_DOCUMENT_BYTES + 1000) * self.with_summary
-
-
-def _groups(stale: list[Job], bundles: list[Bundle], workers: int) -> list[_Group]:
-    """Stale work in groups; a big bundle is cut so that every worker still gets a share."""
-    limit = max(1, -(-len(stale) // (2 * workers)))
-    stale_ids = {id(job) for job in stale}
-    groups, grouped = [], set()
-    for item in bundles:
-        jobs = [job for job in item.members if id(job) in stale_ids]
-        grouped.update(id(job) for job in jobs)
-        pieces = [jobs[start : start + limit] for start in range(0, len(jobs), limit)] or [[]]
-        groups.extend(_Group(item, piece, index == 0) for index, piece in enumerate(pieces))
-    groups.extend(_Group(None, [job], False) for job in stale if id(job) not in grouped)
-    return groups
+        """LibreOffice's time for it, in bytes of YAML: measured on the seed regions, a document
+        costs about 50 ms, a form in it about 5 ms per KB of its project file; so a fixed 10 KB
+        per document, a 汇总表 page about as much as a small form."""
+        jobs = self.chunk.jobs if self.chunk else [self.job] if self.job else []
+        forms = sum(job.checked.source.path.stat().st_size for job in jobs)
+        summary = self.summary or bool(self.chunk and self.chunk.with_summary)
+        return _DOCUMENT_BYTES + forms + 2000 * summary
 
 
 class _Assembly:
-    """Publishes each project as its PDF arrives and writes each bundle once its last part is in."""
+    """Renders and composes what LibreOffice needs, publishes each project as its PDF arrives
+    (cut from its chunk's), and writes each bundle once its last part is in."""
 
-    def __init__(self, bundles: list[Bundle], context: tuple[State, Path, Options, Report, Progress]) -> None:
+    def __init__(self, chunks: list[Chunk], bundles: list[Bundle], staging: Path,
+                 context: tuple[State, Path, Options, Report, Progress]) -> None:
         self.state, self.out, self.options, self.report, self.progress = context
-        self.staged: dict[Path, Job] = {}  # staged DOCX → its project
-        self.summaries: dict[Path, Path] = {}  # bundle folder → staged summary DOCX
-        self.waiting: dict[Path, list[Path]] = {item.folder: [] for item in bundles}
-        self.bundle_of: dict[Path, Bundle] = {}
+        self.staging = staging
+        self.numbers = itertools.count(1)
+        self.chunks_of: dict[Path, list[Chunk]] = {}
+        for chunk in chunks:
+            self.chunks_of.setdefault(chunk.folder, []).append(chunk)
         self.by_folder = {item.folder: item for item in bundles}
-        self.merged: dict[Path, Path] = {}
-        self.outcomes: dict[Path, convert.Outcome] = {}
-        self.written: list[Bundle] = []
+        self.by_path: dict[Path, _Conversion] = {}
+        self.settled: set[Path] = set()  # conversions whose outcome has been dealt with
+        self.staged: dict[int, Path] = {}  # id(job) → its staged DOCX
+        self.summaries: dict[Path, Path] = {}  # bundle folder → its staged 汇总表 DOCX
+        self.summary_pdfs: dict[Path, Path] = {}  # bundle folder → a 汇总表 PDF converted alone
+        self.merged: dict[Path, Path] = {}  # bundle folder → its staged 全部项目.docx
+        self.sources: dict[int, pdfpages.Source] = {}  # id(chunk) → its PDF, read
+        self.pending: dict[Path, int] = {item.folder: 0 for item in bundles}
+        self.fallen_back: set[int] = set()  # ids of chunks whose forms were converted one by one
         self.failed: set[Path] = set()
-        self.missing: set[Path] = set()  # staged documents that failed to render
+        self.written: list[Bundle] = []
+        self.pool: convert.Pool | None = None  # set once LibreOffice can run
+        self.rendered = itertools.count(1)
+        self.to_render = 0
+        self.unrenderable: set[int] = set()  # ids of jobs and bundles whose DOCX failed
 
-    def expect(self, document: _Document) -> None:
-        """Note a rendered document, whose PDF will arrive."""
-        item = document.group.item
-        if document.job is not None:
-            self.staged[document.path] = document.job
-        elif item is not None:
-            self.summaries[item.folder] = document.path
-        if item is not None:
-            self.waiting[item.folder].append(document.path)
-            self.bundle_of[document.path] = item
+    # --- staging and rendering
 
-    def unexpected(self, document: _Document) -> None:
-        """A document that failed to render (reported already): LibreOffice will not find it,
-        and its bundle cannot be complete."""
-        self.missing.add(document.path)
-        if document.group.item is not None:
-            self._fail(document.group.item, "本单位有项目未能生成")
+    def _path(self, stem: str) -> Path:
+        """A unique staged path (one LibreOffice call takes one --outdir, so equal names would
+        split it), in a folder of its own that exists."""
+        number = next(self.numbers)
+        folder = self.staging / f"{number:05d}"
+        folder.mkdir()
+        return folder / f"{number:05d}-{stem}.docx"
 
-    def compose(self, staging: Path) -> None:
-        """The merged DOCX needs no PDF: made while LibreOffice converts."""
-        staged_of = {id(job): docx for docx, job in self.staged.items()}
-        for index, (folder, item) in enumerate(self.by_folder.items()):
-            parts = [self.summaries.get(folder), *(staged_of.get(id(job), job.docx) for job in item.members)]
-            if all(part is not None and part.is_file() for part in parts):
-                target = staging / f"merged-{index:05d}.docx"
-                bundle.merge_docx(parts, target, item.when)  # type: ignore[arg-type]
-                self.merged[folder] = target
-                # python-docx's parts and package refer to each other, so the unit's XML trees
-                # (tens of MB, unseen by the collector's heuristics) wait for a full collection;
-                # what survives it lives to the end of the build, and freezing it keeps the next
-                # unit's collection from walking it again.
-                gc.collect()
+    def plan(self, stale: list[Job], chunks: list[Chunk], bundles: list[Bundle]) -> list[_Conversion]:
+        """What LibreOffice converts: each stale chunk, each stale form converted alone, and
+        (PDF/A) each stale bundle's 汇总表."""
+        found = [_Conversion(self._path(f"{chunk.folder.name}-{chunk.index + 1}"), chunk.item, chunk=chunk)
+                 for chunk in chunks]
+        for job in stale:
+            if job.chunk is None:
+                self.staged[id(job)] = self._path(job.stem)  # rendered where LibreOffice reads it
+                found.append(_Conversion(self.staged[id(job)], self.by_folder.get(job.folder), job=job))
+        if self.options.pdfa:
+            for item in bundles:
+                self.summaries[item.folder] = self._path("汇总表")
+                found.append(_Conversion(self.summaries[item.folder], item, summary=True))
+        for conversion in found:
+            self._expect(conversion)
+        self.to_render = len(stale)
+        return found
+
+    def _expect(self, conversion: _Conversion) -> None:
+        self.by_path[conversion.path] = conversion
+        if conversion.item is not None and conversion.item.folder in self.pending:
+            self.pending[conversion.item.folder] += 1
+
+    def _render_job(self, job: Job) -> Path | None:
+        """The project's DOCX, rendered on first use (None if it cannot be: reported)."""
+        if id(job) in self.unrenderable:
+            return None
+        target = self.staged.get(id(job))
+        if target is None:
+            target = self.staged[id(job)] = self._path(job.stem)
+        if not target.is_file():
+            if not self._attempt(lambda: render_form(job, target), job.checked.source.path):
+                self.unrenderable.add(id(job))
+                return None
+            self.progress("生成 Word", next(self.rendered), self.to_render)
+        return target
+
+    def _render_summary(self, item: Bundle) -> Path | None:
+        """The unit's 汇总表 DOCX, rendered on first use (None if it cannot be: reported)."""
+        if id(item) in self.unrenderable:
+            return None
+        target = self.summaries.get(item.folder)
+        if target is None:
+            target = self.summaries[item.folder] = self._path("汇总表")
+        if not target.is_file() and not self._attempt(lambda: render_summary(item, target), item.folder):
+            self.unrenderable.add(id(item))
+            return None
+        return target
+
+    def _attempt(self, work: Callable[[], None], source: Path) -> bool:
+        try:
+            work()
+            return True
+        except ReportgenError as exc:
+            self.report.failures.append(f"{display_path(source)}: {exc}")
+            return False
+
+    def prepare(self, conversion: _Conversion) -> None:
+        """Write the document LibreOffice will open (renamed into place whole). When it cannot
+        be written, its projects have failed (reported) and so has their unit; the forms of a
+        chunk that could not be written are converted one by one."""
+        chunk, job = conversion.chunk, conversion.job
+        if job is not None:
+            ok = self._render_job(job) is not None
+        elif conversion.summary:
+            assert conversion.item is not None
+            ok = self._render_summary(conversion.item) is not None
+        else:
+            assert chunk is not None
+            forms = [self._render_job(member) for member in chunk.jobs]
+            parts = [self._render_summary(chunk.item), *forms] if chunk.with_summary else forms  # type: ignore[arg-type]
+            ok = all(part is not None for part in parts)
+            if ok:
+                whole = chunk.item is not None and chunk.item.folder in self.pending and self._covers_unit(chunk)
+                merged = self._path("全部项目") if whole else None
+                temporary = conversion.path.with_name(f".{conversion.path.name}.part")
+                if self._attempt(lambda: bundle.merge_docx(parts, merged, _chunk_when(chunk), marked=temporary),  # type: ignore[arg-type]
+                                 chunk.folder):
+                    os.replace(temporary, conversion.path)
+                    if merged is not None:
+                        self.merged[chunk.folder] = merged
+                else:
+                    ok = False
+                gc.collect()  # see compose
                 gc.freeze()
+            if not ok:
+                self.settled.add(conversion.path)
+                self._fall_back(chunk, "本批表格未能生成")
+                if conversion.item is not None:
+                    self._done(conversion.item)
+                return
+        if not ok:
+            self.settled.add(conversion.path)
+            if conversion.item is not None:
+                self._fail(conversion.item, "本单位有项目未能生成")
+                self._done(conversion.item)
+
+    @staticmethod
+    def _covers_unit(chunk: Chunk) -> bool:
+        return chunk.item is not None and chunk.with_summary and len(chunk.jobs) == len(chunk.item.members)
+
+    def compose(self) -> None:
+        """The merged DOCX of each stale bundle not composed with its chunk (it needs no PDF:
+        made while LibreOffice converts)."""
+        for item in self.by_folder.values():
+            if item.folder in self.merged or item.folder in self.failed:
+                continue
+            self._compose(item)
+            # python-docx's parts and package refer to each other, so the unit's XML trees
+            # (tens of MB, unseen by the collector's heuristics) wait for a full collection;
+            # what survives it lives to the end of the build, and freezing it keeps the next
+            # unit's collection from walking it again.
+            gc.collect()
+            gc.freeze()
+
+    def _compose(self, item: Bundle) -> None:
+        summary = self._render_summary(item)
+        parts = [summary]
+        for job in item.members:
+            staged = self.staged.get(id(job))
+            parts.append(staged if staged is not None and staged.is_file() else job.docx)
+        if all(part is not None and part.is_file() for part in parts):
+            target = self._path("全部项目")
+            if self._attempt(lambda: bundle.merge_docx(parts, target, item.when), item.folder):  # type: ignore[arg-type]
+                self.merged[item.folder] = target
+
+    # --- arrivals
 
     def arrive(self, doc: Path, outcome: convert.Outcome) -> None:
-        if doc in self.missing:
+        conversion = self.by_path.get(doc)
+        if conversion is None or doc in self.settled:
             return
-        self.outcomes[doc] = outcome
-        job = self.staged.get(doc)
-        if job is not None:
-            self._publish(job, doc, outcome)
-        item = self.bundle_of.get(doc)
-        if item is not None:
-            self.waiting[item.folder].remove(doc)
-            if not self.waiting[item.folder] and item.folder not in self.failed:
-                self._write(item)
+        self.settled.add(doc)
+        if conversion.chunk is not None:
+            self._chunk_arrived(conversion.chunk, conversion.path, outcome)
+        elif conversion.job is not None:
+            self._form_arrived(conversion.job, outcome)
+        elif conversion.item is not None:
+            if isinstance(outcome, Path):
+                self.summary_pdfs[conversion.item.folder] = outcome
+            else:
+                self._fail(conversion.item, f"汇总表未能转换（{outcome}）")
+        if conversion.item is not None:
+            self._done(conversion.item)
 
-    def _publish(self, job: Job, doc: Path, outcome: convert.Outcome) -> None:
+    def _chunk_arrived(self, chunk: Chunk, doc: Path, outcome: convert.Outcome) -> None:
+        if not isinstance(outcome, Path):
+            self._fall_back(chunk, outcome)
+            return
+        try:
+            source = pdfpages.Source(outcome.read_bytes())
+            ranges = pdfpages.split(source, chunk.parts)
+            cuts = []
+            for job in chunk.jobs:
+                first, count = ranges[chunk.part_of(job)]
+                project = job.checked.project
+                assert project is not None
+                cuts.append((job, pdfpages.cut(source, first, count, project.name, job.when)))
+        except (pdfpages.Unsupported, OSError) as exc:
+            self._fall_back(chunk, f"无法从 {doc.name} 的 PDF 中取出各项目（{exc}）")
+            return
+        self._forget_chunk(chunk)
+        _move(outcome, chunk.stored(self.out))
+        self.state.record(chunk.key(self.out), chunk.fingerprint, [chunk.stored(self.out)])
+        self.sources[id(chunk)] = source
+        for job, data in cuts:
+            staged = self.staged[id(job)]
+            pdf = staged.with_suffix(".pdf")
+            bundle.write_bytes(pdf, data)
+            publish(job, staged, pdf, self.state, self.out)
+            self.report.rebuilt += 1
+
+    def _forget_chunk(self, chunk: Chunk) -> None:
+        """The PDF of this chunk's earlier contents, no longer needed."""
+        entry = self.state.entries.get(chunk.key(self.out), {})
+        for name in entry.get("outputs", {}):
+            if name != chunk.stored(self.out).name:
+                with contextlib.suppress(OSError):
+                    (self.out / STATE_FOLDER / CHUNKS_FOLDER / name).unlink()
+
+    def _fall_back(self, chunk: Chunk, why: str) -> None:
+        """A chunk LibreOffice could not convert, or whose PDF could not be cut: its forms (and
+        its summary) are converted one by one, so that one bad form fails alone. What they give
+        is not recorded as built: the next build tries the chunk again."""
+        self.fallen_back.add(id(chunk))
+        item = chunk.item
+        again = [_Conversion(self.staged[id(job)], item, job=job) for job in chunk.jobs
+                 if id(job) not in self.unrenderable and self.staged.get(id(job), Path()).is_file()]
+        if chunk.with_summary and item is not None and item.folder not in self.failed and self.summaries.get(
+                item.folder, Path()).is_file():
+            again.append(_Conversion(self.summaries[item.folder], item, summary=True))  # last: projects first
+        if self.pool is None:
+            for conversion in again:
+                if conversion.job is not None:
+                    self._unconverted(conversion.job, why)
+            if item is not None:
+                self._fail(item, "本单位有项目未能生成")
+            return
+        for conversion in again:
+            self._expect(conversion)
+        if again:
+            self.pool.submit([conversion.path for conversion in again])
+
+    def _unconverted(self, job: Job, why: str) -> None:
+        """A project whose PDF could not be made: reported, its DOCX published alone."""
+        self.report.failures.append(f"{display_path(job.checked.source.path)}: {why}")
+        publish(job, self.staged[id(job)], None, self.state, self.out)
+
+    def _form_arrived(self, job: Job, outcome: convert.Outcome) -> None:
         project = job.checked.project
         assert project is not None
         pdf = outcome if isinstance(outcome, Path) else None
@@ -430,35 +720,72 @@ class _Assembly:
             except ConvertError as exc:
                 self.report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
                 pdf = None
-        publish(job, doc, pdf, self.state, self.out)
+        # A form of a chunk converted alone is not what a build of its chunk gives: not recorded.
+        publish(job, self.staged[id(job)], pdf, self.state, self.out, record=job.chunk is None)
         self.report.rebuilt += pdf is not None
+        item = self.by_folder.get(job.folder)
+        if pdf is None and item is not None:
+            self._fail(item, "本单位有项目未能生成")
+
+    def _done(self, item: Bundle) -> None:
+        self.pending[item.folder] -= 1
+        if not self.pending[item.folder] and item.folder not in self.failed:
+            self._write(item)
 
     def _write(self, item: Bundle) -> None:
-        summary_pdf = self.outcomes.get(self.summaries.get(item.folder, Path()), "汇总表未能生成")
         merged = self.merged.get(item.folder)
         if merged is None or not all(job.pdf.is_file() and job.docx.is_file() for job in item.members):
             self._fail(item, "本单位有项目未能生成")
-        elif not isinstance(summary_pdf, Path):
-            self._fail(item, f"汇总表未能转换（{summary_pdf}）")
-        else:
-            try:
-                _write_bundle(item, merged, summary_pdf, self.out)
-            except ConvertError as exc:
-                self._fail(item, f"合并 PDF 失败：{exc}")
-                return
+            return
+        try:
+            _write_bundle(item, merged, self._parts(item), self.out)
+        except ConvertError as exc:
+            self._fail(item, f"合并 PDF 失败：{exc}")
+            return
+        if not any(id(chunk) in self.fallen_back for chunk in self.chunks_of.get(item.folder, [])):
             self.state.record(item.key(self.out), item.fingerprint, item.outputs)
-            self.written.append(item)
-            self.progress("打包", len(self.written), len(self.by_folder))
+        self.written.append(item)
+        self.progress("打包", len(self.written), len(self.by_folder))
 
-    def finish(self, why: str | None = None) -> None:
+    def _parts(self, item: Bundle) -> list[tuple[str, _PdfPart]]:
+        """The 汇总表 and each member in order: pages of a chunk's PDF, or a PDF of its own."""
+        chunks = [chunk for chunk in self.chunks_of.get(item.folder, []) if id(chunk) not in self.fallen_back]
+        found: list[tuple[str, _PdfPart]] = []
+        if chunks and chunks[0].with_summary:
+            found.append(("汇总表", self._pages(chunks[0], 0)))
+        elif item.folder in self.summary_pdfs:
+            found.append(("汇总表", self.summary_pdfs[item.folder]))
+        else:
+            raise ConvertError("汇总表未能生成")
+        for job in item.members:
+            project = job.checked.project
+            assert project is not None
+            if job.chunk is not None and id(job.chunk) not in self.fallen_back:
+                found.append((project.name, self._pages(job.chunk, job.chunk.part_of(job))))
+            else:
+                found.append((project.name, job.pdf))
+        return found
+
+    def _pages(self, chunk: Chunk, part: int) -> tuple[pdfpages.Source, int, int]:
+        """A part's pages in its chunk's PDF: this build's, or the one kept from before."""
+        source = self.sources.get(id(chunk))
+        stored = chunk.stored(self.out)
+        try:
+            if source is None:
+                source = self.sources[id(chunk)] = pdfpages.Source(stored.read_bytes())
+            first, count = pdfpages.split(source, chunk.parts)[part]
+        except OSError as exc:
+            raise ConvertError(f"{stored.name}：{exc.strerror or exc}") from exc
+        except pdfpages.Unsupported as exc:
+            raise ConvertError(f"{stored.name}：{exc}") from exc
+        return source, first, count
+
+    def finish(self, why: str | None) -> None:
         """Settle what never came: with ``why``, LibreOffice could not run at all (every DOCX is
-        still published, without a PDF); otherwise bundles that waited for nothing."""
-        for doc in [*self.staged, *self.bundle_of]:
-            if doc not in self.outcomes:
-                self.arrive(doc, why or "PDF 转换失败")
-        for folder, item in self.by_folder.items():
-            if not self.waiting[folder] and item not in self.written and folder not in self.failed:
-                self._write(item)
+        still published, without a PDF)."""
+        self.pool = None  # nothing more is converted
+        for path in list(self.by_path):
+            self.arrive(path, why or "PDF 转换失败")
 
     def _fail(self, item: Bundle, reason: str) -> None:
         if item.folder in self.failed:
@@ -467,95 +794,49 @@ class _Assembly:
         self.report.failures.append(f"{item.folder}: {reason}，报送包未更新")
 
 
-@dataclass
-class _Document:
-    """One staged document: a project's form, or a bundle's summary when ``job`` is None."""
-
-    path: Path
-    group: _Group
-    job: Job | None = None
+_PdfPart = Path | tuple[pdfpages.Source, int, int]
 
 
-def _stage(groups: list[_Group], staging: Path) -> list[list[_Document]]:
-    """The documents of each group, summary first, under unique names (one LibreOffice call
-    takes one --outdir, so equal names would split it), in folders that exist."""
-    numbers, staged = itertools.count(1), []
-    for group in groups:
-        documents = []
-        if group.with_summary and group.item is not None:
-            number = next(numbers)
-            documents.append(_Document(staging / f"{number:05d}" / f"{number:05d}-汇总表.docx", group))
-        for job in group.jobs:
-            number = next(numbers)
-            documents.append(_Document(staging / f"{number:05d}" / f"{number:05d}-{job.stem}.docx", group, job))
-        for document in documents:
-            document.path.parent.mkdir()
-        staged.append(documents)
-    return staged
+def _chunk_when(chunk: Chunk) -> datetime.datetime:
+    return chunk.item.when if chunk.item is not None else max(job.when for job in chunk.jobs)
 
 
-def _render(document: _Document, report: Report) -> bool:
-    try:
-        if document.job is None:
-            assert document.group.item is not None
-            render_summary(document.group.item, document.path)
-        else:
-            render_form(document.job, document.path)
-        return True
-    except ReportgenError as exc:
-        source = document.job.checked.source.path if document.job else document.group.item.folder  # type: ignore[union-attr]
-        report.failures.append(f"{display_path(source)}: {exc}")
-        return False
-
-
-def produce(stale: list[Job], bundles: list[Bundle], staging: Path,
-            context: tuple[State, Path, Options, Report, Progress]) -> list[Bundle]:
+def produce(stale: list[Job], chunks: list[Chunk], bundles: list[Bundle], staging: Path,
+            context: tuple[State, Path, Options, Report, Progress], pool: convert.Pool) -> list[Bundle]:
     """Render, convert, publish and bundle, keeping LibreOffice busy from the start.
 
     Each worker's LibreOffice is launched first, with the list of documents it will convert,
-    and the documents are rendered into place while it starts up, in the order in which the
-    workers will reach them: LibreOffice needs about a second to start and a tenth of a second
-    per form, rendering takes a hundredth, so each document is there before it is needed
-    (written under a temporary name and renamed, so it is whole or absent). One that is not
-    is skipped by LibreOffice and converted again in the retry. The main thread then composes
-    merged DOCX and, as PDFs arrive, publishes projects and writes bundles, so that little is
-    left to do when the last PDF appears.
+    and the documents are written while it starts up, in the order in which the workers will
+    reach them: a chunk's forms are rendered and merged into one document (tens of
+    milliseconds) while LibreOffice needs about a second to start (written under a temporary
+    name and renamed, so it is whole or absent). One that is not there in time is skipped by
+    LibreOffice and converted again in the retry. The main thread then composes the merged
+    DOCX of the other bundles and, as PDFs arrive, cuts and publishes projects and writes
+    bundles, so that little is left to do when the last PDF appears.
     """
-    _, _, options, report, progress = context
-    assembly = _Assembly(bundles, context)
+    assembly = _Assembly(chunks, bundles, staging, context)
     arrivals: queue.Queue[tuple[Path, convert.Outcome]] = queue.Queue()
-    pool = convert.Pool(
-        options.soffice, options.timeout, options.pdfa, on_result=lambda doc, outcome: arrivals.put((doc, outcome)),
-        progress=lambda done, total: progress("转换 PDF", done, total),
-    )
-    with pool:
+    pool.on_result = lambda doc, outcome: arrivals.put((doc, outcome))
+    if True:
         unavailable = None
-        if stale or bundles:
+        conversions = assembly.plan(stale, chunks, bundles)
+        if conversions:
             try:
-                pool.start()
+                pool.launch(len(conversions))
+                assembly.pool = pool
             except convert.ConvertError as exc:  # no LibreOffice or no CJK font: DOCX only
                 unavailable = str(exc)
-        workers = max(1, options.jobs or os.cpu_count() or 1)
-        groups = _groups(stale, bundles, workers)
-        staged = _stage(groups, staging)
-        batches = [
-            [document for index in batch for document in staged[index]]
-            for batch in convert.balance([group.weight for group in groups], workers)
-        ]
+        batches = [[conversions[index] for index in batch]
+                   for batch in convert.balance([conversion.weight for conversion in conversions], pool.workers)]
         if unavailable is None:
             for batch in batches:
-                pool.submit([document.path for document in batch])
-        rendered = itertools.count(1)
-        for document in _round_robin(batches):
-            if _render(document, report):
-                assembly.expect(document)
-            else:
-                assembly.unexpected(document)
-            if document.job is not None:
-                progress("生成 Word", next(rendered), len(stale))
+                # A chunk LibreOffice fails is converted form by form (see _fall_back), not again.
+                pool.submit([conversion.path for conversion in batch], retry=all(c.chunk is None for c in batch))
+        for conversion in _round_robin(batches):
+            assembly.prepare(conversion)
         pool.inputs_written()
+        assembly.compose()
         if unavailable is None:
-            assembly.compose(staging)
             while pool.running() or not arrivals.empty():
                 with contextlib.suppress(queue.Empty):
                     assembly.arrive(*arrivals.get(timeout=_POLL_SECONDS))
@@ -564,21 +845,21 @@ def produce(stale: list[Job], bundles: list[Bundle], staging: Path,
     return assembly.written
 
 
-def _round_robin(batches: list[list[_Document]]) -> Iterator[_Document]:
+def _round_robin(batches: list[list[_Conversion]]) -> Iterator[_Conversion]:
     """The documents in the order in which parallel workers reach them."""
     for row in itertools.zip_longest(*batches):
-        yield from (document for document in row if document is not None)
+        yield from (conversion for conversion in row if conversion is not None)
 
 
 _POLL_SECONDS = 0.05
 
 
-def _write_bundle(item: Bundle, merged_docx: Path, summary_pdf: Path, out: Path) -> None:
+def _write_bundle(item: Bundle, merged_docx: Path, parts: list[tuple[str, Path | tuple[pdfpages.Source, int, int]]],
+                  out: Path) -> None:
     folder, members, when = item.folder, item.members, item.when
     docx_name, pdf_name, csv_name, manifest_name = Bundle.NAMES
     # The merge reads every PDF and may find one broken: first, so that nothing has changed then.
-    parts = [("汇总表", summary_pdf), *((j.checked.project.name, j.pdf) for j in members)]
-    bundle.merge_pdfs(parts, folder / pdf_name, item.title, when)
+    _merge_pdf(parts, folder / pdf_name, item.title, when)
     _remove_strays(folder, {f"{j.stem}{s}" for j in members for s in (".docx", ".pdf")} | set(Bundle.NAMES))
     _move(merged_docx, folder / docx_name)
     bundle.write_summary_csv([summary_row(j) for j in members], folder / csv_name)
@@ -592,6 +873,42 @@ def _write_bundle(item: Bundle, merged_docx: Path, summary_pdf: Path, out: Path)
     inputs = [Path(display_path(p)) for j in members for p in j.inputs]
     bundle.write_manifest(folder / manifest_name, folder, inputs, info)
     bundle.write_zip(folder, item.archive, when)
+
+
+def _merge_pdf(parts: list[tuple[str, Path | tuple[pdfpages.Source, int, int]]], target: Path, title: str,
+               when: datetime.datetime) -> None:
+    """全部项目.pdf: the parts' pages with their structure and one bookmark each (``pdfpages``);
+    PDFs it does not read (PDF/A) are merged with pypdf, without structure."""
+    try:
+        pieces = []
+        for name, part in parts:
+            if isinstance(part, Path):
+                with _reading(part):
+                    source = pdfpages.Source(part.read_bytes())
+                pieces.append(pdfpages.Part(source, 0, len(source.pages), name))
+            else:
+                pieces.append(pdfpages.Part(part[0], part[1], part[2], name))
+        bundle.write_bytes(target, pdfpages.assemble(pieces, title, when))
+        return
+    except pdfpages.Unsupported:
+        pass
+    with tempfile.TemporaryDirectory(prefix="reportgen-merge-") as scratch:
+        files = []
+        for index, (name, part) in enumerate(parts):
+            if not isinstance(part, Path):
+                path = Path(scratch) / f"{index}.pdf"
+                path.write_bytes(pdfpages.cut(*part, name, when))
+                part = path
+            files.append((name, part))
+        bundle.merge_pdfs(files, target, title, when)
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise ConvertError(f"{path.name}：{exc.strerror or exc}") from exc
 
 
 def _region_files(region: Region) -> dict[str, str]:
@@ -612,31 +929,74 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 
 def build(paths: list[Path], out: Path, options: Options | None = None, progress: Progress = _no_progress) -> Report:
-    """Build every project under ``paths`` into ``out``; one failing project stops no other."""
+    """Build every project under ``paths`` into ``out``; one failing project stops no other.
+
+    When the inputs have changed since the last build (or there was none), LibreOffice is
+    started before the projects are validated (see ``likely_work``): it needs about a second to
+    start, and validating, planning and rendering take about as long on a large tree.
+    """
+    from .load import discover
+
     options = options or Options()
     started, report = time.monotonic(), Report()
-    results = check_paths(paths)
-    report.problems = [p for checked in results for p in checked.problems]
-    report.projects = len(results)
-    report.warnings = sum(not p.is_error for p in report.problems)
-    report.failures = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
-    with build_lock(out):
+    discover(paths)  # a path that does not exist is a usage error, before anything is written
+    workers = max(1, options.jobs or os.cpu_count() or 1)
+    with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
-        jobs = plan([c for c in results if c.ok], out, options)
-        stale = [job for job in jobs if options.force or not state.fresh(_key(job, out), job.fingerprint, job.outputs)]
-        report.skipped = len(jobs) - len(stale)
+        early = min(workers, likely_work(paths, state))
+        if early:
+            with contextlib.suppress(convert.ConvertError):  # said when there is work for it
+                pool.launch(early)
+        results = check_paths(paths)
+        report.problems = [p for checked in results for p in checked.problems]
+        report.projects = len(results)
+        report.warnings = sum(not p.is_error for p in report.problems)
+        report.failures = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
+        digests: dict[Path, str] = {}
+        jobs = plan([c for c in results if c.ok], out, options, digests)
         bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
+        chunks = plan_chunks(jobs, bundles, options)
+
+        def fresh(job: Job) -> bool:
+            return state.fresh(_key(job, out), job.fingerprint, job.outputs)
+
+        # A chunk is converted again as a whole when any of its forms or its kept PDF is stale.
+        stale_chunks = [c for c in chunks if options.force or not (
+            state.fresh(c.key(out), c.fingerprint, [c.stored(out)]) and all(fresh(job) for job in c.jobs))]
+        in_stale_chunk = {id(job) for chunk in stale_chunks for job in chunk.jobs}
+        stale = [job for job in jobs
+                 if id(job) in in_stale_chunk or (job.chunk is None and (options.force or not fresh(job)))]
+        report.skipped = len(jobs) - len(stale)
         stale_bundles = [b for b in bundles if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
         # The projects live until the end: keep them out of the garbage collections made while
         # producing (once per merged unit), which then only walk what it creates.
         gc.freeze()
         try:
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=out / STATE_FOLDER) as staging:
-                written = produce(stale, stale_bundles, Path(staging), (state, out, options, report, progress))
+                context = (state, out, options, report, progress)
+                written = produce(stale, stale_chunks, stale_bundles, Path(staging), context, pool)
         finally:
             gc.unfreeze()
+            recorded = state.entries.get(INPUTS_KEY, {}).get("files", {})
+            files = {**recorded, **{str(path.resolve()): digest for path, digest in digests.items()}}
+            state.entries[INPUTS_KEY] = {"files": dict(sorted(files.items()))}
             state.save()  # what was published is recorded, also when the build stops early
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
     report.seconds = time.monotonic() - started
+    _write_stats(pool)
     return report
+
+
+def _write_stats(pool: convert.Pool) -> None:
+    """For measurements (``benchmarks/run.py``): what the LibreOffice kept running used, written
+    as JSON to the file ``REPORTGEN_STATS`` names."""
+    target = os.environ.get("REPORTGEN_STATS")
+    if target:
+        with contextlib.suppress(OSError):
+            Path(target).write_text(json.dumps(pool.stats()), encoding="utf-8")
+
+
+def _pool(options: Options, workers: int, progress: Progress) -> convert.Pool:
+    return convert.Pool(options.soffice, options.timeout, options.pdfa, workers=workers,
+                        progress=lambda done, total: progress("转换 PDF", done, total))

@@ -231,7 +231,7 @@ _PAGE_SETUP = (
 )
 
 
-def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None:
+def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, marked: Path | None = None) -> None:
     """One DOCX of all parts in order (docxcompose), each in a section of its own that starts
     on a new page and keeps the part's page setup: docxcompose alone would give every part the
     first one's, and a landscape form after the portrait summary would lose its orientation.
@@ -240,6 +240,10 @@ def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None
     declares once in styles.xml instead of on every run): a document has one set, so the merged
     one takes that of most parts, and the runs and paragraphs of the other parts get theirs back
     as direct formatting (see ``_keep_defaults``).
+
+    ``marked``: the same document written there too, with a bookmark at the start of each part
+    (``pdfpages.marker_name``), for LibreOffice to export as named destinations: where each part
+    begins in the PDF of the whole (see ``pdfpages``). The markers print nothing.
     """
     from docx import Document as new_docx
 
@@ -257,9 +261,84 @@ def merge_docx(parts: list[Path], target: Path, when: datetime.datetime) -> None
         for name in _PAGE_SETUP:
             setattr(section, name, getattr(document.sections[-1], name))
     _keep_defaults(composer.doc, members)
+    if marked is not None:
+        for index, (_, elements) in enumerate(members):
+            _mark(elements, index)
     package = io.BytesIO()
     composer.save(package)
-    write_normalized_docx(package.getvalue(), target, when)
+    data = package.getvalue()
+    if marked is not None:
+        write_normalized_docx(data, marked, when)
+        data = _without_markers(data)
+    if target is not None:
+        write_normalized_docx(data, target, when)
+
+
+_MARKER_ID = 2_000_000_000  # bookmark ids of the markers (docxcompose renumbers every bookmark anyway)
+_MARKERS = re.compile(rb'<w:bookmarkStart w:id="\d+" w:name="rgpart\d+"/><w:bookmarkEnd w:id="\d+"/>')
+
+
+def _mark(elements: list[Element], index: int) -> None:
+    """A bookmark named ``rgpart<index>`` at the start of the part's first paragraph."""
+    from lxml import etree
+
+    from .pdfpages import marker_name
+
+    paragraph = next((p for element in elements for p in element.iter(_w("p"))), None)
+    if paragraph is None:
+        return
+    start = etree.Element(_w("bookmarkStart"), {_w("id"): str(_MARKER_ID + index), _w("name"): marker_name(index)})
+    end = etree.Element(_w("bookmarkEnd"), {_w("id"): str(_MARKER_ID + index)})
+    position = 1 if len(paragraph) and paragraph[0].tag == _w("pPr") else 0
+    paragraph.insert(position, end)
+    paragraph.insert(position, start)
+
+
+def _without_markers(package: bytes) -> bytes:
+    """The package with the part markers taken out of word/document.xml again."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as old, zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename == "word/document.xml":
+                data = _MARKERS.sub(b"", data)
+            new.writestr(info, data)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _combinable(template: Path, size: int, mtime: int) -> bool:
+    from lxml import etree
+
+    with zipfile.ZipFile(template) as package:
+        body = etree.fromstring(package.read("word/document.xml"))
+    for row in body.iter(_w("tr")):
+        properties = row.find(_w("trPr"))
+        if properties is None or properties.find(_w("tblHeader")) is None:
+            continue
+        header = properties.find(_w("tblHeader"))
+        if header.get(_w("val"), "true") in ("0", "false", "off"):
+            continue
+        for merge in row.iter(_w("vMerge")):
+            if merge.get(_w("val")) == "restart" and next(merge.iterancestors(_w("tr"))) is row:
+                return False
+    return True
+
+
+def combinable(template: Path) -> bool:
+    """Whether forms of this template render in a document of many forms exactly as alone.
+
+    LibreOffice 7.4 lays out a repeated table header row (``w:tblHeader``) that starts a cell
+    merged down into the rows below differently once the document goes on after the table: the
+    repeated header loses that cell's text and the merged cell runs into the row after it (晋中's
+    评分表). Such forms are converted one by one; every other layout is the same page for page
+    (``tests/test_unit_route.py`` compares every region's forms at 100 dpi).
+    """
+    try:
+        stat = template.stat()
+        return _combinable(template, stat.st_size, stat.st_mtime_ns)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return False
 
 
 def _new_section(doc: DocxDocument) -> Section:

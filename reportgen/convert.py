@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import itertools
 import json
 import os
+import queue
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -32,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import textlayer
+from . import profiles, textlayer
 from .errors import ConvertError, OutputError
 
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
@@ -106,10 +110,10 @@ def allowance(doc: Path, first: bool) -> float:
     return (STARTUP_SECONDS if first else 0.0) + DOCUMENT_SECONDS + SECONDS_PER_KB * _size(doc) / 1024
 
 
-def _allowance_at(docs: list[Path], index: int) -> float:
-    """The allowance of ``docs[index]``, the first of a call with LibreOffice's start; past the
-    last document, the time LibreOffice takes to exit."""
-    return allowance(docs[index], first=index == 0) if index < len(docs) else DOCUMENT_SECONDS
+def _allowance_at(docs: list[Path], index: int, starts: bool = True) -> float:
+    """The allowance of ``docs[index]``, the first of a call with LibreOffice's start (when the
+    call ``starts`` one); past the last document, the time LibreOffice takes to exit."""
+    return allowance(docs[index], first=starts and index == 0) if index < len(docs) else DOCUMENT_SECONDS
 
 
 def group_cpu_seconds(group: int) -> float | None:
@@ -133,6 +137,27 @@ def group_cpu_seconds(group: int) -> float | None:
     return total
 
 
+def group_peak_kb(group: int) -> int:
+    """The largest resident size (VmHWM, kB) any process of a process group has reached."""
+    peak = 0
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+                if len(fields) < 3 or int(fields[2]) != group:
+                    continue
+                with open(f"/proc/{entry}/status", "rb") as status:
+                    for line in status:
+                        if line.startswith(b"VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                continue
+    return peak
+
+
 class _Processes:
     """Every LibreOffice process group we started, so that all can be killed at once."""
 
@@ -140,6 +165,7 @@ class _Processes:
         self._lock = threading.Lock()
         self._live: set[subprocess.Popen] = set()
         self.stopping = False
+        self.server_cpu, self.server_peak_kb = 0.0, 0  # of LibreOffice processes kept running
 
     def start(self, command: list[str]) -> subprocess.Popen:
         with self._lock:
@@ -147,6 +173,25 @@ class _Processes:
                 raise ConvertError("转换已中止")
             process = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                env=font_environment(), start_new_session=True,
+            )
+            self._live.add(process)
+            return process
+
+    def account(self, cpu: float, peak_kb: int) -> None:
+        """What a LibreOffice kept running used, read before it is stopped (its CPU time does
+        not reach this process's children's)."""
+        with self._lock:
+            self.server_cpu += cpu
+            self.server_peak_kb += peak_kb
+
+    def start_guarded(self, command: list[str]) -> subprocess.Popen:
+        """A process that reads its standard input until it closes (``_GUARD``)."""
+        with self._lock:
+            if self.stopping:
+                raise ConvertError("转换已中止")
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.PIPE,
                 env=font_environment(), start_new_session=True,
             )
             self._live.add(process)
@@ -171,8 +216,10 @@ def kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL does not fail
         process.wait(timeout=10)
-    if process.stderr:
-        process.stderr.close()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 class _Worker:
@@ -187,40 +234,66 @@ class _Worker:
         self.soffice, self.timeout, self.filter_name = soffice, timeout, filter_name
         self.processes, self.deliver, self.written = processes, deliver, written
 
-    def run(self, batch: list[Path]) -> None:
-        with tempfile.TemporaryDirectory(prefix="reportgen-lo-") as profile:
-            failed = self._attempt(batch, Path(profile), final=False)
-            # A batch may be launched before its documents are written: retry only once they
-            # all are, and not those that never will be (their rendering failed).
-            self.written.wait()
-            for doc in [doc for doc in failed if not doc.exists()]:
-                self.deliver(doc, failed.pop(doc))
-            if failed:
-                self._attempt(list(failed), Path(profile), final=True)
+    def run(self, batch: list[Path], retry: bool, office: _Office) -> None:
+        failed: dict[Path, str] = {}
+        remaining = list(batch)
+        while remaining:
+            if office.serve():
+                # A running LibreOffice opens a document at once: it is handed those written so
+                # far, in order, and the rest when they are.
+                ready = self._written_prefix(remaining)
+                if not ready:
+                    doc = remaining.pop(0)
+                    self.deliver(doc, f"LibreOffice 未能转换 {doc.name}：文件不存在")
+                    continue
+                part, remaining = ready, remaining[len(ready):]
+            else:
+                part, remaining = remaining, []  # started now: it reaches each in time
+            failed.update(self._attempt(part, office, final=not retry))
+        if not retry:
+            return
+        # A batch may be launched before its documents are written: retry only once they
+        # all are, and not those that never will be (their rendering failed).
+        self.written.wait()
+        for doc in [doc for doc in failed if not doc.exists()]:
+            self.deliver(doc, failed.pop(doc))
+        if failed:
+            self._attempt(list(failed), office, final=True)
 
-    def _attempt(self, batch: list[Path], profile: Path, final: bool) -> dict[Path, str]:
+    def _written_prefix(self, docs: list[Path]) -> list[Path]:
+        """The documents at the start of ``docs`` that exist, once the first does; none if the
+        first never will."""
+        while True:
+            prefix = list(itertools.takewhile(lambda doc: doc.exists(), docs))
+            if prefix or self.written.is_set():
+                return prefix
+            time.sleep(_POLL_SECONDS / 5)
+
+    def _attempt(self, batch: list[Path], office: _Office, final: bool) -> dict[Path, str]:
         """One LibreOffice call per run of documents with distinct names (usually the batch).
         Returns the documents that failed, with why; on the final attempt they are delivered."""
         failed: dict[Path, str] = {}
         for chunk in _distinct_names(batch):
             with tempfile.TemporaryDirectory(prefix="reportgen-pdf-") as out_dir:
-                failed.update(self._convert(chunk, Path(out_dir), profile))
+                failed.update(self._convert(chunk, Path(out_dir), office))
         if final:
             for doc, why in failed.items():
                 self.deliver(doc, why)
         return failed
 
-    def _convert(self, docs: list[Path], out_dir: Path, profile: Path) -> dict[Path, str]:
+    def _convert(self, docs: list[Path], out_dir: Path, office: _Office) -> dict[Path, str]:
         """Convert into ``out_dir`` (soffice takes one), moving each PDF beside its DOCX.
 
         LibreOffice converts in command-line order: a PDF is delivered as soon as it ends with
         its end-of-file marker, and a document before the latest PDF that has none has failed.
-        What is left is settled when LibreOffice exits.
+        What is left is settled when LibreOffice exits (or, handed to a running LibreOffice,
+        when the call that handed them over returns).
         """
         for doc in docs:
             doc.with_suffix(".pdf").unlink(missing_ok=True)
+        serving = office.serve()  # the call's documents go to the running LibreOffice
         command = [
-            self.soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--invisible",
+            self.soffice, f"-env:UserInstallation={office.profile.folder.as_uri()}", "--headless", "--invisible",
             "--nologo", "--nodefault", "--nolockcheck", "--norestore",
             "--convert-to", self.filter_name, "--outdir", str(out_dir), *map(str, docs),
         ]
@@ -228,28 +301,34 @@ class _Worker:
         process = self.processes.start(command)
         settled, newest = 0, -1  # docs[:settled] are dealt with; docs[newest] is the latest PDF seen
         failed: dict[Path, str] = {}
-        watch = _Watch(process.pid, self.timeout, functools.partial(_allowance_at, docs, 0))
+        starts = not serving  # the allowance of the first document includes LibreOffice's start
+        watch = _Watch(office.group if serving else process.pid, self.timeout,
+                       functools.partial(_allowance_at, docs, 0, starts))
         try:
             while process.poll() is None:
                 time.sleep(_POLL_SECONDS)
                 latest = max((i for i in range(newest + 1, len(docs)) if produced[i].exists()), default=newest)
                 if latest > newest:
                     newest = latest
-                    watch.progress(functools.partial(_allowance_at, docs, newest + 1))
+                    watch.progress(functools.partial(_allowance_at, docs, newest + 1, starts))
                     settled = self._settle(docs, produced, settled, newest, failed)
                 if settled == newest >= 0 and _pdf_ok(produced[newest]):  # finished: no need to wait
                     settled = self._settle(docs, produced, settled, newest + 1, failed)
-                if watch.hung():
+                if watch.hung() or (serving and not office.running()):
                     break
             errors = b"" if watch.why or process.stderr is None else process.stderr.read()
         finally:
             self.processes.end(process)
+        if watch.why or (serving and not office.running()):
+            office.failed()  # hung or crashed: the next call starts a new LibreOffice, new profile
         if watch.why:
             reasons = {doc: watch.why.format(doc.name) for doc in docs}
         else:
             detail = errors.decode(errors="replace").strip().splitlines()[-1:] or [f"退出码 {process.returncode}"]
             reasons = {doc: f"LibreOffice 未能转换 {doc.name}：{detail[0]}" for doc in docs}
         self._settle(docs, produced, settled, len(docs), failed, reasons)
+        if failed and not serving and newest < 0:
+            office.failed()  # not one PDF: the profile may be what LibreOffice cannot start with
         return failed
 
     def _settle(self, docs: list[Path], produced: list[Path], start: int, end: int, failed: dict[Path, str],
@@ -278,6 +357,148 @@ class _Worker:
         with contextlib.suppress(OSError):
             target.unlink(missing_ok=True)
         return why
+
+
+# A LibreOffice started ahead of its documents runs under this shell, which kills the whole
+# process group when its input closes: when the build ends, and also when it is killed.
+_GUARD = '"$@" </dev/null >/dev/null 2>&1 & echo $!; read _; kill -9 -- -$$'
+_GREETING = b"InternalIPC::SendArguments\0"  # what a running LibreOffice says to a second one
+_PIPE_SECONDS = 2.0  # a started LibreOffice opens its pipe within tens of milliseconds
+
+
+class _Office:
+    """A worker's LibreOffice: its profile and, for a real LibreOffice, a process started ahead
+    of its documents (``launch``) and kept running for the build.
+
+    Documents are handed to the running LibreOffice the way LibreOffice itself does it: a second
+    ``soffice --convert-to`` with the same profile passes its arguments over the first one's
+    pipe (``/tmp/OSL_PIPE_<uid>_SingleOfficeIPC_<hash of the profile's URL>``) and waits until
+    they are converted. A second one started before the first has its pipe would start a
+    LibreOffice of its own on the same profile, so nothing is handed over until the running one
+    has greeted on its pipe; until then, or if it never does, documents are converted by a
+    LibreOffice of their own, as without a running one.
+    """
+
+    def __init__(self, soffice: str, profile: profiles.Profile, processes: _Processes, serving: bool) -> None:
+        self.soffice, self.profile, self.processes = soffice, profile, processes
+        self.serving = serving  # a real LibreOffice: one can be kept running
+        self.server: subprocess.Popen | None = None
+        self.pid: int | None = None  # LibreOffice's own process, under the guard
+        self.ready = False
+        self.launched = 0.0
+
+    @property
+    def pipe(self) -> str:
+        url = self.profile.folder.as_uri()
+        digest = hashlib.md5(url.encode("utf-16-le"), usedforsecurity=False).digest()
+        return f"/tmp/OSL_PIPE_{os.getuid()}_SingleOfficeIPC_{''.join(format(byte, 'x') for byte in digest)}"
+
+    @property
+    def group(self) -> int:
+        assert self.server is not None
+        return self.server.pid
+
+    def launch(self) -> None:
+        """Start LibreOffice now, with an empty text document open (a LibreOffice that has none
+        exits after the first documents handed to it)."""
+        if not self.serving or self.server is not None:
+            return
+        keep = self.profile.folder / "reportgen-open.txt"
+        try:
+            for stale in self.profile.folder.glob(".~lock.*#"):  # left by a killed LibreOffice
+                stale.unlink()
+            keep.write_bytes(b"")
+        except OSError:
+            self.serving = False
+            return
+        command = [
+            self.soffice, f"-env:UserInstallation={self.profile.folder.as_uri()}", "--headless", "--invisible",
+            "--nologo", "--nodefault", "--nolockcheck", "--norestore", str(keep),
+        ]
+        self.server = self.processes.start_guarded(["/bin/sh", "-c", _GUARD, "reportgen-office", *command])
+        self.launched, self.ready = time.monotonic(), False
+        line = self.server.stdout.readline() if self.server.stdout else b""
+        self.pid = int(line) if line.strip().isdigit() else None
+
+    def running(self) -> bool:
+        return self.server is not None and self.pid is not None and _alive(self.pid)
+
+    def serve(self) -> bool:
+        """Whether documents can now be handed to the running LibreOffice: launched if it is not
+        running, waited for until it greets. False: convert them with a LibreOffice of their own."""
+        if not self.serving:
+            return False
+        if not self.running():
+            self.stop()
+            self.launch()
+        while self.running() and not self.ready:
+            waited = time.monotonic() - self.launched
+            if waited > _PIPE_SECONDS and not os.path.exists(self.pipe):
+                break  # not where this LibreOffice keeps its pipe: no handing over
+            if waited > STARTUP_SECONDS and _idle(self.group):
+                break  # started but does not answer
+            self.ready = _greets(self.pipe)
+            if not self.ready:
+                time.sleep(_POLL_SECONDS / 2)
+        if not self.ready:
+            self.serving = False  # this LibreOffice cannot be handed documents: do without
+            self.stop()
+        return self.ready
+
+    def failed(self) -> None:
+        """It hung or crashed: stopped, and started again with a new profile when needed."""
+        self.stop()
+        self.profile.broken()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            cpu = group_cpu_seconds(self.server.pid)
+            self.processes.account(cpu or 0.0, group_peak_kb(self.server.pid))
+            self.processes.end(self.server)
+        self.server, self.pid, self.ready = None, None, False
+
+    def close(self) -> None:
+        self.stop()
+        self.profile.release()
+
+
+def _greets(pipe: str) -> bool:
+    """Whether a LibreOffice answers on ``pipe`` (it does once it can take documents)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(_POLL_SECONDS * 4)
+        try:
+            connection.connect(pipe)
+            received = b""
+            while len(received) < len(_GREETING):
+                data = connection.recv(len(_GREETING) - len(received))
+                if not data:
+                    return False
+                received += data
+        except OSError:  # no pipe yet, a stale one, or no greeting yet
+            return False
+    return received == _GREETING
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _idle(group: int) -> bool:
+    """Whether a process group uses no CPU over a short look."""
+    before = group_cpu_seconds(group)
+    time.sleep(PROBE_SECONDS / 4)
+    after = group_cpu_seconds(group)
+    return before is not None and after is not None and after - before < IDLE_CPU_SECONDS / 4
 
 
 class _Watch:
@@ -342,12 +563,13 @@ TAGGED = True
 
 def _filter(pdfa: bool) -> str:
     """LibreOffice's PDF export filter with its options (JSON, as LibreOffice 7.4 reads them)."""
-    options = {}
+    # Bookmarks as named destinations: where each part of a merged document begins (pdfpages).
+    options = {"ExportBookmarksToPDFDestination": {"type": "boolean", "value": "true"}}
     if TAGGED:
         options["UseTaggedPDF"] = {"type": "boolean", "value": "true"}
     if pdfa:
         options["SelectPdfVersion"] = {"type": "long", "value": "2"}  # PDF/A-2b
-    return "pdf:writer_pdf_Export" + (":" + json.dumps(options, separators=(",", ":")) if options else "")
+    return "pdf:writer_pdf_Export:" + json.dumps(options, separators=(",", ":"))
 
 
 def balance(weights: list[int], workers: int) -> list[list[int]]:
@@ -361,20 +583,24 @@ def balance(weights: list[int], workers: int) -> list[list[int]]:
 
 
 class Pool:
-    """Headless LibreOffice workers, one per batch, each started as soon as its batch is
-    submitted; ``cancel`` kills them all from any thread.
+    """Headless LibreOffice workers: one for each batch submitted, at most ``workers`` at once,
+    each with its own profile (kept warm between builds: ``profiles``); ``cancel`` kills them all
+    from any thread.
 
-    A batch may be submitted before its documents are written, as long as each appears whole
-    (renamed into place); ``inputs_written`` says when all are, and retries wait for that.
+    ``launch`` starts the workers' LibreOffice ahead of their documents (a real LibreOffice is
+    then kept running for the pool's life and handed each batch); without it each batch starts
+    one. A batch may be submitted before its documents are written, as long as each appears
+    whole (renamed into place); ``inputs_written`` says when all are, and retries wait for that.
     ``on_result`` is called (from a worker thread) as soon as a document's outcome is final:
     the PDF beside the DOCX, or why there is none.
     """
 
     def __init__(self, soffice: str = "soffice", timeout: float = 120.0, pdfa: bool = False,
                  on_result: Callable[[Path, Outcome], None] | None = None,
-                 progress: ProgressCallback | None = None) -> None:
+                 progress: ProgressCallback | None = None, workers: int | None = None) -> None:
         self.soffice, self.timeout, self.pdfa = soffice, timeout, pdfa
         self.on_result, self.progress = on_result, progress
+        self.workers = max(1, workers or os.cpu_count() or 1)
         self.outcomes: dict[Path, Outcome] = {}
         self.expected = 0
         self._processes, self._lock = _Processes(), threading.Lock()
@@ -382,36 +608,80 @@ class Pool:
         self._worker: _Worker | None = None
         self._errors: list[BaseException] = []
         self._written = threading.Event()
+        self._offices: list[_Office] = []
+        self._idle: queue.Queue[_Office] = queue.Queue()
 
     def start(self) -> None:
         """Check that LibreOffice and a Simplified-Chinese font are there (``ConvertError``)."""
+        if self._worker is not None:
+            return
         executable = find_soffice(self.soffice)
         check_fonts()
         self._worker = _Worker(
             executable, self.timeout, _filter(self.pdfa), self._processes, self._deliver, self._written
         )
 
-    def submit(self, batch: list[Path]) -> None:
-        """Convert ``batch`` in order in a LibreOffice process of its own, starting now."""
+    def launch(self, count: int | None = None) -> None:
+        """Start ``count`` (up to ``workers``) LibreOffice processes now, before their documents."""
+        self.start()
+        assert self._worker is not None
+        wanted = min(self.workers, count or self.workers) - len(self._offices)
+        if wanted <= 0:
+            return
+        serving = _is_libreoffice(self._worker.soffice)
+        for profile in profiles.acquire(self._worker.soffice, wanted):
+            office = _Office(self._worker.soffice, profile, self._processes, serving)
+            self._offices.append(office)
+            office.launch()
+            self._idle.put(office)
+
+    def _office(self) -> _Office:
+        """A worker's LibreOffice that is not busy, waiting for one if all ``workers`` are."""
+        with self._lock:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            if len(self._offices) < self.workers:
+                assert self._worker is not None
+                profile = profiles.acquire(self._worker.soffice, 1)[0]
+                office = _Office(self._worker.soffice, profile, self._processes, _is_libreoffice(self._worker.soffice))
+                self._offices.append(office)
+                return office
+        return self._idle.get()
+
+    def submit(self, batch: list[Path], retry: bool = True) -> None:
+        """Convert ``batch`` in order in a worker's LibreOffice, as soon as one is free; what
+        fails is tried once more in a fresh process unless ``retry`` is false."""
         if not batch:
             return
-        if self._worker is None:
-            self.start()
+        self.start()
         assert self._worker is not None
         self.expected += len(batch)
-        thread = threading.Thread(target=self._run, args=(self._worker, batch), name="soffice", daemon=True)
+        thread = threading.Thread(target=self._run, args=(self._worker, batch, retry), name="soffice", daemon=True)
         self._threads.append(thread)
         thread.start()
 
-    def _run(self, worker: _Worker, batch: list[Path]) -> None:
+    def _run(self, worker: _Worker, batch: list[Path], retry: bool) -> None:
+        office = None
         try:
-            worker.run(batch)
+            office = self._office()
+            worker.run(batch, retry, office)
         except BaseException as exc:
             # Once cancelled, the build is stopping and wants no more results (the killed
             # processes' pipes are closed under the thread); otherwise it is a bug of ours,
             # raised again by wait() rather than lost in a thread.
             if not self._processes.stopping:
                 self._errors.append(exc)
+        finally:
+            if office is not None:
+                self._idle.put(office)
+
+    def stats(self) -> dict[str, float]:
+        """CPU seconds and the largest resident size (MB) of the LibreOffice processes kept
+        running (for measurements: those started per batch count as this process's children)."""
+        return {"libreoffice_cpu_s": round(self._processes.server_cpu, 3),
+                "libreoffice_peak_mb": round(self._processes.server_peak_kb / 1024, 1)}
 
     def inputs_written(self) -> None:
         """Every submitted document is now on disk (or never will be): retries may start."""
@@ -449,7 +719,17 @@ class Pool:
             self.cancel()  # on Ctrl-C too: no LibreOffice outlives the build
         for thread in self._threads:
             thread.join()
+        for office in self._offices:
+            if exc_info[0] is not None:
+                office.profile.good = False  # stopped in the middle of its work
+            office.close()
         self.cancel()
+
+
+def _is_libreoffice(soffice: str) -> bool:
+    """Whether ``soffice`` is LibreOffice's launcher (``soffice.bin`` beside it), which can hand
+    documents to a LibreOffice already running; anything else gets them on its command line."""
+    return (Path(os.path.realpath(soffice)).parent / "soffice.bin").is_file()
 
 
 def convert_many(
@@ -465,7 +745,7 @@ def convert_many(
     if not documents:
         return {}
     workers = min(jobs or os.cpu_count() or 1, len(documents))
-    with Pool(soffice, timeout, pdfa, progress=progress) as pool:
+    with Pool(soffice, timeout, pdfa, progress=progress, workers=workers) as pool:
         pool.start()
         for batch in balance([_size(doc) for doc in documents], workers):
             pool.submit([documents[index] for index in batch])

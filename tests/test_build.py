@@ -15,7 +15,7 @@ import pytest
 from docx import Document
 from pypdf import PdfReader
 
-from reportgen.build import Options, build
+from reportgen.build import Job, Options, build
 
 from .conftest import BASE_PROJECT, DATA, DATA_PROJECTS, run_cli
 
@@ -106,26 +106,41 @@ def test_source_date_epoch_sets_pdf_dates(tmp_path: Path, monkeypatch: pytest.Mo
     assert PdfReader(pdf).metadata["/CreationDate"] == "D:20231114221320Z'"  # LibreOffice's UTC form
 
 
-def test_noop_rebuild_and_changed_project_rebuilds_alone(tmp_path: Path) -> None:
+def _looks(pdf: Path) -> tuple[bytes, bytes]:
+    """A PDF's text (pdftotext) and its pages drawn at 100 dpi (pdftoppm): what a reader sees."""
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, check=True).stdout
+    pixels = subprocess.run(["pdftoppm", "-r", "100", "-gray", str(pdf)], capture_output=True, check=True).stdout
+    return text, pixels
+
+
+def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path) -> None:
+    """The forms of a unit are converted together: one changed form converts its chunk again,
+    and the other forms' PDFs are cut again from it, the same to read and to look at (their
+    fonts now hold the changed form's characters too, so their bytes may differ)."""
     data = tmp_path / "data"
     shutil.copytree(DATA / "2022", data / "2022")
     out = tmp_path / "out"
     assert build([data], out).rebuilt == 2
     before = tree_digest(out)
+    unit = out / "2022/深圳市龙华区平安建设中心"
+    same = unit / "数字化城管信息系统运行项目（系统操作员）.pdf"
+    looks = _looks(same)
     again = build([data], out)
     assert (again.rebuilt, again.skipped) == (0, 2)
     assert tree_digest(out) == before
     changed = next(data.rglob("网格信息采集工作.yaml"))
     changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
     third = build([data], out)
-    assert (third.rebuilt, third.skipped) == (1, 1)
+    assert (third.rebuilt, third.skipped) == (2, 0)
     after = tree_digest(out)
-    unit = "2022/深圳市龙华区平安建设中心"
-    same = f"{unit}/数字化城管信息系统运行项目（系统操作员）.pdf"
-    assert after[same] == before[same]
-    assert after[f"{unit}/网格信息采集工作.pdf"] != before[f"{unit}/网格信息采集工作.pdf"]
-    assert after[f"{unit}/全部项目.pdf"] != before[f"{unit}/全部项目.pdf"]
+    assert _looks(same) == looks
+    assert after[f"{unit.relative_to(out)}/网格信息采集工作.pdf"] != before[f"{unit.relative_to(out)}/网格信息采集工作.pdf"]
+    assert after[f"{unit.relative_to(out)}/全部项目.pdf"] != before[f"{unit.relative_to(out)}/全部项目.pdf"]
+    fresh = tmp_path / "fresh"
+    assert build([data], fresh).ok
+    assert tree_digest(fresh) == after  # an incremental build gives what a cold one does
     assert build([data], out, Options(force=True)).rebuilt == 2
+    assert tree_digest(out) == after
 
 
 def _fake_soffice(folder: Path, body: str) -> Path:
@@ -191,7 +206,8 @@ def test_soffice_killed_mid_batch_is_retried_once_then_reported(tmp_path: Path) 
     project = _one_project(tmp_path)
     report = build([project.parent], tmp_path / "out", Options(soffice=str(fake), timeout=30, jobs=1))
     assert report.failures[0] == f"{project}: LibreOffice 未能转换 00002-测试项目.docx：退出码 -9"
-    assert (tmp_path / "calls").read_text(encoding="utf-8").count(marker) == 2  # the batch, then one retry
+    # the unit's document once, then its form (and summary) alone, then one retry of those
+    assert (tmp_path / "calls").read_text(encoding="utf-8").count(marker) == 3
     assert _processes_named(marker) == []
     assert [p.name for p in (tmp_path / "out").rglob("*.docx")] == ["测试项目.docx"]
     assert list((tmp_path / "out").rglob("*.part")) == []
@@ -275,38 +291,62 @@ def test_work_is_balanced_by_weight_and_keeps_order() -> None:
     assert balance([], 2) == []
 
 
-def test_a_big_unit_is_cut_so_that_every_worker_gets_a_share() -> None:
+def _jobs(tmp_path: Path, sizes: list[int], template: Path | None = None) -> list:
+    """Stand-ins for planned projects: a project file of each size, a region template."""
     from types import SimpleNamespace
 
-    from reportgen.build import Bundle, _groups
+    template = template or DATA.parent / "templates/docx/national/form.docx"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    made = []
+    for index, size in enumerate(sizes):
+        path = tmp_path / f"{index:03d}.yaml"
+        path.write_bytes(b"x" * size)
+        checked = SimpleNamespace(source=SimpleNamespace(path=path), region=SimpleNamespace(template=template))
+        made.append(Job(checked, tmp_path / "out/2023/单位", f"p{index}", "", None, own=f"own{index}"))  # type: ignore[arg-type]
+    return made
 
-    jobs = [SimpleNamespace(name=f"p{index}") for index in range(10)]
-    big = Bundle(Path("out/2023/大单位"), jobs)  # type: ignore[arg-type]
-    groups = _groups(jobs, [big], workers=2)  # type: ignore[arg-type]
-    assert [len(group.jobs) for group in groups] == [3, 3, 3, 1]
-    assert [group.with_summary for group in groups] == [True, False, False, False]  # one summary per unit
-    assert [job for group in groups for job in group.jobs] == jobs
+
+def test_a_units_forms_are_converted_in_chunks_of_a_fixed_size(tmp_path: Path) -> None:
+    """Chunks depend on the unit alone (never on the number of cores): a form's PDF bytes depend
+    on its chunk, and must be the same on every machine. The summary opens the first chunk."""
+    from reportgen.build import CHUNK_FORMS, Bundle, plan_chunks
+
+    jobs = _jobs(tmp_path, [2000] * (CHUNK_FORMS + 3))
+    item = Bundle(tmp_path / "out/2023/单位", jobs, "unit-fingerprint")
+    chunks = plan_chunks(jobs, [item], Options())
+    assert [len(chunk.jobs) for chunk in chunks] == [CHUNK_FORMS, 3]
+    assert [chunk.with_summary for chunk in chunks] == [True, False]
+    assert [job for chunk in chunks for job in chunk.jobs] == jobs
+    assert {job.chunk for job in jobs[:CHUNK_FORMS]} == {chunks[0]}
+    assert len({job.fingerprint for job in jobs}) == len(jobs)  # each its own, and its chunk's
+    again = _jobs(tmp_path, [2000] * (CHUNK_FORMS + 3))
+    assert [c.fingerprint for c in plan_chunks(again, [Bundle(item.folder, again, "unit-fingerprint")], Options())] == [
+        c.fingerprint for c in chunks]
+    assert plan_chunks(_jobs(tmp_path, [2000] * 3), [], Options(pdfa=True)) == []  # PDF/A: one by one
+
+
+def test_forms_laid_out_differently_among_others_are_converted_alone(tmp_path: Path) -> None:
+    """LibreOffice lays out 晋中's 评分表 (a repeated header row that starts a merged cell)
+    differently in a document of many forms: those forms are converted one by one."""
+    from reportgen.build import Bundle, plan_chunks
+
+    jinzhong = DATA.parent / "templates/docx/jinzhong/form.docx"
+    jobs = _jobs(tmp_path, [2000] * 3, jinzhong)
+    chunks = plan_chunks(jobs, [Bundle(tmp_path / "out/2023/单位", jobs, "unit")], Options())
+    assert [(len(chunk.jobs), chunk.with_summary) for chunk in chunks] == [(0, True)]  # the summary alone
+    assert all(job.chunk is None for job in jobs)
 
 
 def test_many_short_forms_weigh_more_than_a_few_long_ones(tmp_path: Path) -> None:
     """LibreOffice's time per document is mostly fixed: ten one-page forms (2.3 KB of YAML each,
     about 60 ms each) take longer than three three-page ones (8 KB, about 90 ms each)."""
-    from types import SimpleNamespace
+    from reportgen.build import _Conversion
 
-    from reportgen.build import _Group
-
-    def jobs(count: int, size: int) -> list:
-        made = []
-        for index in range(count):
-            path = tmp_path / f"{size}-{index}.yaml"
-            path.write_bytes(b"x" * size)
-            made.append(SimpleNamespace(checked=SimpleNamespace(source=SimpleNamespace(path=path))))
-        return made
-
-    short, long = _Group(None, jobs(10, 2300), False), _Group(None, jobs(3, 8000), False)
+    short = [_Conversion(tmp_path / "s", job=job) for job in _jobs(tmp_path / "a", [2300] * 10)]
+    long = [_Conversion(tmp_path / "l", job=job) for job in _jobs(tmp_path / "b", [8000] * 3)]
     assert sum(2300 for _ in range(10)) < sum(8000 for _ in range(3))  # bytes alone say the opposite
-    assert short.weight > long.weight
-    assert _Group(None, [], True).weight > 0  # a summary page alone is work too
+    assert sum(c.weight for c in short) > sum(c.weight for c in long)
+    assert _Conversion(tmp_path / "summary", summary=True).weight > 0  # a summary page alone is work too
 
 
 def test_a_form_that_fails_to_render_is_reported_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,11 +27,13 @@ pytestmark = pytest.mark.soffice
 
 @pytest.fixture(autouse=True)
 def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """LibreOffice profiles of the builds under test live here, so `ps` finds only ours."""
+    """LibreOffice profiles of the builds under test live here (temporary ones, and the cache
+    of warm ones), so `ps` finds only ours."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     scratch.chmod(0o777)
     monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(scratch / "cache"))
     return scratch
 
 
@@ -63,7 +65,7 @@ def start_build(data: Path, out: Path, *extra: str, user: OtherUser | None = Non
 def soffice_processes() -> list[str]:
     """LibreOffice processes started by this test's builds (their profiles are under TMPDIR)."""
     listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    marker = f"file://{os.environ['TMPDIR']}/reportgen-lo-"
+    marker = f"file://{os.environ['TMPDIR']}/"
     return [line for line in listing.splitlines() if marker in line]
 
 

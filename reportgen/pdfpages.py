@@ -1,0 +1,769 @@
+"""Pages of LibreOffice's PDFs taken apart and put together again, structure tree included.
+
+A unit's forms are converted as one document (``build``: one LibreOffice document costs a fixed
+~50 ms however small, a one-page form little more), and each form's PDF is cut from it: the
+form's pages, with the objects they use copied byte for byte — content streams, fonts, their
+ToUnicode maps — and the part of the structure tree (Tagged PDF) that describes them, so that
+the cut PDF shows and reads exactly like the pages it came from. A unit's 全部项目.pdf is put
+together the same way from its parts, with one bookmark per part.
+
+Where each part begins is read from named destinations (``marker_name``): the merged DOCX has
+a bookmark at the start of every part, exported with ``ExportBookmarksToPDFDestination``.
+
+Only what LibreOffice writes is read: one classic cross-reference table, no object streams, no
+incremental updates, no encryption. Anything else, and any reference from a part's objects to a
+page outside the part, raises ``Unsupported``: the caller converts those forms one by one.
+
+The output is reproducible: objects are numbered in the order in which they are reached, the
+dates are given, and the file identifier is a hash of the bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import itertools
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+MARKER_PREFIX = "rgpart"  # bookmark names in a merged DOCX: rgpart0, rgpart1, …
+
+
+class Unsupported(Exception):
+    """The PDF is not laid out as LibreOffice writes it, or a part is not self-contained."""
+
+
+def marker_name(index: int) -> str:
+    return f"{MARKER_PREFIX}{index}"
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    number: int
+
+
+class Name(bytes):
+    """A name with its slash: ``Name(b"/Type")``."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A number, string, boolean or null, kept as written."""
+
+    text: bytes
+
+
+Value = dict | list | Ref | Name | Raw
+
+_TOKEN = re.compile(
+    rb"""[\x00\t\n\x0c\r ]*(?:
+     (?P<ref>\d+[\x00\t\n\x0c\r ]+\d+[\x00\t\n\x0c\r ]+R)(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])
+    |(?P<open><<)|(?P<close>>>)|(?P<array>\[)|(?P<end>\])
+    |(?P<name>/[^\x00\t\n\x0c\r ()<>\[\]{}/%]*)
+    |(?P<literal>\((?:[^\\()]|\\.)*\))
+    |(?P<hex><[0-9A-Fa-f\x00\t\n\x0c\r ]*>)
+    |(?P<word>[^\x00\t\n\x0c\r ()<>\[\]{}/%]+))""",
+    re.X | re.S,
+)
+# References outside strings: only these are renumbered when an object is copied.
+_REFERENCE = re.compile(
+    rb"\((?:[^\\()]|\\.)*\)|<[0-9A-Fa-f\x00\t\n\x0c\r ]*>|(\d+)[\x00\t\n\x0c\r ]+0[\x00\t\n\x0c\r ]+R\b", re.S
+)
+
+
+def parse(text: bytes) -> Value:
+    value, position = _value(text, 0)
+    if text[position:].strip():
+        raise Unsupported("trailing data in an object")
+    return value
+
+
+def _value(text: bytes, position: int) -> tuple[Value, int]:
+    match = _TOKEN.match(text, position)
+    if match is None:
+        raise Unsupported(f"unreadable object at {position}")
+    kind, end = match.lastgroup, match.end()
+    if kind == "ref":
+        return Ref(int(match[kind].split()[0])), end
+    if kind == "name":
+        return Name(match[kind]), end
+    if kind in ("literal", "hex", "word"):
+        return Raw(match[kind]), end
+    if kind == "array":
+        items: list = []
+        while True:
+            closing = _TOKEN.match(text, end)
+            if closing is not None and closing.lastgroup == "end":
+                return items, closing.end()
+            item, end = _value(text, end)
+            items.append(item)
+    if kind == "open":
+        entries: dict = {}
+        while True:
+            closing = _TOKEN.match(text, end)
+            if closing is not None and closing.lastgroup == "close":
+                return entries, closing.end()
+            key, end = _value(text, end)
+            if not isinstance(key, Name):
+                raise Unsupported("dictionary key")
+            entries[key], end = _value(text, end)
+    raise Unsupported(f"unexpected {match[0]!r}")
+
+
+def serialize(value: Value) -> bytes:
+    if isinstance(value, dict):
+        return b"<<" + b"".join(key + _spaced(item) for key, item in value.items()) + b">>"
+    if isinstance(value, list):
+        return b"[" + b" ".join(serialize(item) for item in value) + b"]"
+    if isinstance(value, Ref):
+        return b"%d 0 R" % value.number
+    if isinstance(value, Name):
+        return bytes(value)
+    return value.text
+
+
+def _spaced(value: Value) -> bytes:
+    text = serialize(value)
+    return text if text[:1] in (b"/", b"<", b"[", b"(") else b" " + text
+
+
+def _references(value: Value) -> Iterator[int]:
+    if isinstance(value, Ref):
+        yield value.number
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+def text_string(text: str) -> Raw:
+    return Raw(b"<FEFF" + text.encode("utf-16-be").hex().upper().encode() + b">")
+
+
+# --- reading --------------------------------------------------------------------------------
+
+_STARTXREF = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*$")
+_OBJECT_HEADER = re.compile(rb"(\d+)\s+0\s+obj\b")
+_SUBSECTION = re.compile(rb"[\r\n ]*(\d+)[ \t]+(\d+)[ \t]*\r?\n")
+_STREAM = re.compile(rb">>\s*stream\r?\n")
+
+
+@dataclass
+class _Object:
+    head: bytes  # the value, or a stream's dictionary (where references are)
+    tail: bytes  # b"" or everything from "stream" on, kept byte for byte
+
+
+class Source:
+    """One PDF as LibreOffice writes it: its objects, its pages in order, its structure tree."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        match = _STARTXREF.search(data[-64:])
+        if match is None:
+            raise Unsupported("no startxref")
+        xref = int(match[1])
+        if not data.startswith(b"xref", xref):
+            raise Unsupported("cross-reference stream")
+        self.offsets, trailer_at = _xref(data, xref)
+        trailer = parse(data[trailer_at + 7 : data.rindex(b"startxref")])
+        if not isinstance(trailer, dict) or Name(b"/Prev") in trailer or Name(b"/Encrypt") in trailer:
+            raise Unsupported("incremental update or encryption")
+        self.header = data[: data.index(b"\n", data.index(b"\n") + 1) + 1]  # %PDF-1.x and the binary comment
+        self._ends = _ends(self.offsets, xref)
+        self._cache: dict[int, _Object] = {}
+        self._pieces: dict[int, tuple[list[bytes], list[int], bytes]] = {}
+        self._references: dict[int, list[int]] = {}
+        self._kid_pages: list[int | None] | None = None
+        self.root_number = _ref(trailer.get(Name(b"/Root")))
+        self.info_number = _ref(trailer[Name(b"/Info")]) if Name(b"/Info") in trailer else None
+        self.root = self.value(self.root_number)
+        self.info = self.value(self.info_number) if self.info_number is not None else {}
+        if not isinstance(self.root, dict) or not isinstance(self.info, dict):
+            raise Unsupported("catalog")
+        for key in (b"/Outlines", b"/AcroForm", b"/Names", b"/Threads", b"/Metadata"):
+            if Name(key) in self.root:
+                raise Unsupported(f"catalog {key.decode()}")
+        self.pages_root = _ref(self.root[Name(b"/Pages")])
+        self.pages: list[int] = []
+        self._walk_pages(self.pages_root, set())
+        self.page_index = {number: index for index, number in enumerate(self.pages)}
+        self._structure()
+
+    def object(self, number: int) -> _Object:
+        found = self._cache.get(number)
+        if found is None:
+            if number not in self.offsets:
+                raise Unsupported(f"object {number} missing")
+            start = self.offsets[number]
+            body = self.data[start : self._ends[number]]
+            header = _OBJECT_HEADER.match(body)
+            close = body.rfind(b"endobj")
+            if header is None or int(header[1]) != number or close < 0:
+                raise Unsupported(f"object {number}")
+            body = body[header.end() : close]
+            stream = _STREAM.search(body)
+            if stream is None:
+                found = _Object(body.strip(), b"")
+            else:
+                found = _Object(body[: stream.start() + 2].strip(), b"\n" + body[stream.start() + 2 :].lstrip())
+            self._cache[number] = found
+        return found
+
+    def value(self, number: int) -> Value:
+        return parse(self.object(number).head)
+
+    def references(self, number: int) -> list[int]:
+        """The objects an object refers to (in its dictionary, not its stream)."""
+        found = self._references.get(number)
+        if found is None:
+            start = self.offsets.get(number)
+            if start is None:
+                raise Unsupported(f"object {number} missing")
+            end = self._ends[number]
+            stream = _STREAM.search(self.data, start, end)
+            head = self.data[start : stream.start() if stream else end]
+            found = self._references[number] = [int(value) for value in _REFERENCE.findall(head) if value]
+        return found
+
+    def raw(self, number: int) -> bytes:
+        """The object as written, from its number to its ``endobj``."""
+        start = self.offsets[number]
+        end = self.data.rfind(b"endobj", start, self._ends[number])
+        if end < 0:
+            raise Unsupported(f"object {number}")
+        return self.data[start : end + len(b"endobj")] + b"\n"
+
+    def pieces(self, number: int) -> tuple[list[bytes], list[int], bytes]:
+        """An object's dictionary or value cut around its references (text, number, text, …)
+        and its stream: copied many times (once per part, once for the whole), split once."""
+        found = self._pieces.get(number)
+        if found is None:
+            obj = self.object(number)
+            texts, numbers, position = [], [], 0
+            for match in _REFERENCE.finditer(obj.head):
+                if match[1] is not None:
+                    texts.append(obj.head[position : match.start()])
+                    numbers.append(int(match[1]))
+                    position = match.end()
+            texts.append(obj.head[position:])
+            found = self._pieces[number] = (texts, numbers, obj.tail)
+        return found
+
+    def _walk_pages(self, number: int, seen: set[int]) -> None:
+        if number in seen:
+            raise Unsupported("page tree loop")
+        seen.add(number)
+        node = self.value(number)
+        if not isinstance(node, dict):
+            raise Unsupported("page tree")
+        if node.get(Name(b"/Type")) == Name(b"/Page"):
+            self.pages.append(number)
+            return
+        for kid in node.get(Name(b"/Kids"), []):
+            self._walk_pages(_ref(kid), seen)
+
+    def _structure(self) -> None:
+        """The structure tree: its one Document element and that element's children (in
+        order), and the parent tree's entries by key."""
+        self.struct_root: int | None = None
+        self.document: int | None = None
+        self.kids: list[Value] = []
+        self.parent_tree: dict[int, bytes] = {}
+        self.parent_tree_number: int | None = None
+        self.parent_tree_flat = True
+        reference = self.root.get(Name(b"/StructTreeRoot"))
+        if reference is None:
+            return
+        self.struct_root = _ref(reference)
+        root = self.value(self.struct_root)
+        if not isinstance(root, dict):
+            raise Unsupported("structure tree")
+        self.role_map = root.get(Name(b"/RoleMap"))
+        kids = root.get(Name(b"/K"))
+        kids = kids if isinstance(kids, list) else [kids]
+        if len(kids) != 1:
+            raise Unsupported("structure tree root with other than one element")
+        self.document = _ref(kids[0])
+        document = self.value(self.document)
+        if not isinstance(document, dict):
+            raise Unsupported("structure element")
+        self.document_type = document.get(Name(b"/S"), Name(b"/Document"))
+        inner = document.get(Name(b"/K"), [])
+        self.kids = inner if isinstance(inner, list) else [inner]
+        if Name(b"/ParentTree") in root:
+            self.parent_tree_number = _ref(root[Name(b"/ParentTree")])
+            self._read_numbers(self.parent_tree_number, set())
+
+    def _read_numbers(self, number: int, seen: set[int]) -> None:
+        """The parent tree's entries, kept as written (thousands of references: read as a
+        value only for the keys a part needs, ``parent_value``)."""
+        if number in seen:
+            raise Unsupported("number tree loop")
+        seen.add(number)
+        head = self.object(number).head
+        if b"/Kids" in head:
+            self.parent_tree_flat = False
+            node = parse(head)
+            for kid in node.get(Name(b"/Kids"), []) if isinstance(node, dict) else []:
+                self._read_numbers(_ref(kid), seen)
+        start = head.find(b"/Nums")
+        if start < 0:
+            return
+        body = head[head.index(b"[", start) + 1 :]
+        for key, value in _NUMBER_ENTRY.findall(body):
+            self.parent_tree[int(key)] = value
+
+    def parent_value(self, key: int) -> Value:
+        return parse(self.parent_tree[key])
+
+    def kid_pages(self) -> list[int | None]:
+        """The page (index) each top-level structure element starts on (its /Pg)."""
+        if self._kid_pages is None:
+            found: list[int | None] = []
+            for kid in self.kids:
+                page = _PAGE_OF.search(self.object(kid.number).head) if isinstance(kid, Ref) else None
+                found.append(self.page_index.get(int(page[1])) if page else None)
+            self._kid_pages = found
+        return self._kid_pages
+
+    def markers(self) -> dict[int, int]:
+        """Part index → the page (index) where it begins, from the named destinations."""
+        reference = self.root.get(Name(b"/Dests"))
+        if reference is None:
+            return {}
+        dests = self.value(_ref(reference)) if isinstance(reference, Ref) else reference
+        if not isinstance(dests, dict):
+            raise Unsupported("destinations")
+        found: dict[int, int] = {}
+        for key, target in dests.items():
+            match = re.search(rb"rgpart(\d+)$", bytes(key))
+            target = self.value(target.number) if isinstance(target, Ref) else target
+            if isinstance(target, dict):
+                target = target.get(Name(b"/D"))
+            if match and isinstance(target, list) and target and isinstance(target[0], Ref):
+                page = self.page_index.get(target[0].number)
+                if page is not None:
+                    found[int(match[1])] = page
+        return found
+
+    def fonts_used(self, page: int) -> set[bytes]:
+        """The font resource names a page's content streams select (``/F1 12 Tf``)."""
+        dictionary = self.value(self.pages[page])
+        contents = dictionary.get(Name(b"/Contents")) if isinstance(dictionary, dict) else None
+        streams = contents if isinstance(contents, list) else [contents] if contents is not None else []
+        names: set[bytes] = set()
+        for stream in streams:
+            names.update(_FONT_SELECT.findall(self.stream_data(_ref(stream))))
+        return names
+
+    def stream_data(self, number: int) -> bytes:
+        obj = self.object(number)
+        head = parse(obj.head)
+        if not isinstance(head, dict) or not obj.tail:
+            raise Unsupported(f"object {number} is no stream")
+        length = head.get(Name(b"/Length"))
+        size = int(self.value(length.number).text) if isinstance(length, Ref) else int(length.text)  # type: ignore[union-attr]
+        start = obj.tail.index(b"stream") + len(b"stream")
+        start += 2 if obj.tail[start : start + 2] == b"\r\n" else 1
+        raw = obj.tail[start : start + size]
+        filters = head.get(Name(b"/Filter"))
+        if filters is None:
+            return raw
+        if filters == Name(b"/FlateDecode") or filters == [Name(b"/FlateDecode")]:
+            return zlib.decompress(raw)
+        raise Unsupported(f"object {number}: filter")
+
+
+_NUMBER_ENTRY = re.compile(rb"(\d+)[\x00\t\n\x0c\r ]*(\[[^\]]*\]|\d+[\x00\t\n\x0c\r ]+0[\x00\t\n\x0c\r ]+R)")
+_PAGE_OF = re.compile(rb"/Pg[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+0[\x00\t\n\x0c\r ]+R")
+_FONT_SELECT = re.compile(rb"(/[^\x00\t\n\x0c\r ()<>\[\]{}/%]+)[\x00\t\n\x0c\r ]+[-+\d.]+[\x00\t\n\x0c\r ]+Tf\b")
+
+
+def _ref(value: object) -> int:
+    if not isinstance(value, Ref):
+        raise Unsupported("direct object where a reference was expected")
+    return value.number
+
+
+def _xref(data: bytes, xref: int) -> tuple[dict[int, int], int]:
+    """Object number → offset, from the classic table at ``xref``; and where the trailer is."""
+    offsets: dict[int, int] = {}
+    position = xref + 4
+    while True:
+        match = _SUBSECTION.match(data, position)
+        if match is None:
+            break
+        first, count = int(match[1]), int(match[2])
+        position = match.end()
+        for index in range(count):
+            entry = data[position : position + 20]
+            if entry[17:18] == b"n":
+                offsets[first + index] = int(entry[:10])
+            position += 20
+    while data[position : position + 1] in (b" ", b"\r", b"\n"):
+        position += 1
+    if not data.startswith(b"trailer", position):
+        raise Unsupported("xref table")
+    return offsets, position
+
+
+def _ends(offsets: dict[int, int], xref: int) -> dict[int, int]:
+    starts = sorted(offsets.items(), key=lambda item: item[1])
+    return {number: (starts[i + 1][1] if i + 1 < len(starts) else xref) for i, (number, _) in enumerate(starts)}
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    """Pages ``first`` … ``first + count - 1`` of ``source``, with a bookmark when ``title``."""
+
+    source: Source
+    first: int
+    count: int
+    title: str | None = None
+
+    @property
+    def pages(self) -> range:
+        return range(self.first, self.first + self.count)
+
+
+@dataclass
+class _Writer:
+    objects: dict[int, bytes] = field(default_factory=dict)  # number → the whole object
+    top: int = 0  # the highest number given out
+    numbers: dict[tuple[int, int], int] = field(default_factory=dict)  # (source id, number) → new
+    pending: list[tuple[Source, int]] = field(default_factory=list)
+
+    def reserve(self) -> int:
+        self.top += 1
+        return self.top
+
+    def put(self, number: int, head: bytes, tail: bytes = b"") -> None:
+        self.objects[number] = b"%d 0 obj\n%s%s\nendobj\n" % (number, head, tail)
+
+    def number(self, source: Source, old: int) -> int:
+        """The new number of ``source``'s object ``old``, which is then copied."""
+        key = (id(source), old)
+        if key not in self.numbers:
+            self.numbers[key] = self.reserve()
+            self.pending.append((source, old))
+        return self.numbers[key]
+
+    def alias(self, source: Source, old: int, new: int) -> None:
+        """``source``'s object ``old`` is replaced by the new object ``new`` (not copied)."""
+        self.numbers[(id(source), old)] = new
+
+    def renumbered(self, source: Source, value: Value) -> Value:
+        if isinstance(value, Ref):
+            return Ref(self.number(source, value.number))
+        if isinstance(value, dict):
+            return {key: self.renumbered(source, item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.renumbered(source, item) for item in value]
+        return value
+
+    def copy_pending(self, forbidden: dict[int, set[int]]) -> None:
+        """Copy every object reached so far and what it reaches, references renumbered.
+        Reaching an object of ``forbidden`` (another part's page, a replaced tree) is an error."""
+        while self.pending:
+            source, old = self.pending.pop()
+            if old in forbidden.get(id(source), ()):
+                raise Unsupported(f"object {old} refers outside its part")
+            texts, numbers, tail = source.pieces(old)
+            head = [texts[0]]
+            for number, text in zip(numbers, texts[1:], strict=True):
+                head.append(b"%d 0 R" % self.number(source, number))
+                head.append(text)
+            self.put(self.numbers[(id(source), old)], b"".join(head), tail)
+
+    def finish(self, header: bytes, root: int, info: int) -> bytes:
+        """The file: the objects in number order, a cross-reference table with a subsection for
+        each run of consecutive numbers, a file identifier made from the bytes."""
+        parts, position = [header], len(header)
+        table = [b"xref\n0 1\n0000000000 65535 f \n"]
+        run: list[bytes] = []
+        first = previous = 0
+        for number in sorted(self.objects):
+            if number != previous + 1 and run:
+                table += [b"%d %d\n" % (first, len(run)), *run]
+                run = []
+            if not run:
+                first = number
+            run.append(b"%010d 00000 n \n" % position)
+            body = self.objects[number]
+            parts.append(body)
+            position += len(body)
+            previous = number
+        if run:
+            table += [b"%d %d\n" % (first, len(run)), *run]
+        placeholder = b"0" * 32
+        trailer = b"trailer\n<</Size %d/Root %d 0 R/Info %d 0 R/ID[<%s><%s>]>>\nstartxref\n%d\n%%%%EOF\n" % (
+            max(self.objects) + 1, root, info, placeholder, placeholder, position)
+        data = b"".join(parts) + b"".join(table) + trailer
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest().upper().encode()
+        return data.replace(b"<" + placeholder + b">", b"<" + digest + b">")
+
+
+def cut(source: Source, first: int, count: int, title: str, when: datetime.datetime) -> bytes:
+    """Pages ``first`` … ``first + count - 1`` of ``source`` as a PDF of their own: the objects
+    they use, under their own numbers and byte for byte, and new versions of the few that
+    describe the whole (catalog, page tree, structure tree root and Document element, parent
+    tree, resources naming only the fonts these pages select, document information)."""
+    if first < 0 or count < 1 or first + count > len(source.pages):
+        raise Unsupported("page range")
+    pages = source.pages[first : first + count]
+    writer = _Writer(top=max(source.offsets))
+    replaced: dict[int, Value] = {}
+    catalog = {key: value for key, value in source.root.items() if key != Name(b"/Dests")}
+    catalog[Name(b"/OpenAction")] = [Ref(pages[0]), Name(b"/XYZ"), Raw(b"null"), Raw(b"null"), Raw(b"0")]
+    replaced[source.root_number] = catalog
+    tree = source.value(source.pages_root)
+    if not isinstance(tree, dict):
+        raise Unsupported("page tree")
+    replaced[source.pages_root] = {**tree, Name(b"/Kids"): [Ref(page) for page in pages],
+                                   Name(b"/Count"): Raw(b"%d" % count)}
+    _replace_resources(source, range(first, first + count), replaced)
+    if source.struct_root is not None:
+        if source.parent_tree_number is None or source.parent_tree_flat is False:
+            raise Unsupported("parent tree")
+        document = source.value(source.document)  # type: ignore[arg-type]
+        kids = [kid for kid, page in zip(source.kids, source.kid_pages(), strict=True)
+                if page is not None and first <= page < first + count]
+        replaced[source.document] = {**document, Name(b"/Pg"): Ref(pages[0]), Name(b"/K"): kids}  # type: ignore[index, dict-item]
+        keys = set()
+        for page in pages:
+            value = source.value(page)
+            key = value.get(Name(b"/StructParents")) if isinstance(value, dict) else None
+            if isinstance(value, dict) and Name(b"/Annots") in value:
+                raise Unsupported("page with annotations")
+            if isinstance(key, Raw):
+                keys.add(int(key.text))
+        numbers: list[Value] = []
+        for key in sorted(keys & set(source.parent_tree)):
+            numbers += [Raw(b"%d" % key), source.parent_value(key)]
+        replaced[source.parent_tree_number] = {Name(b"/Nums"): numbers}
+    info = source.info_number if source.info_number is not None else writer.reserve()
+    replaced[info] = _info(source.info, title, when)
+    other_pages = set(source.pages) - set(pages)
+    queue = [source.root_number, info]
+    seen = set(queue)
+    while queue:
+        number = queue.pop()
+        if number in replaced:
+            writer.put(number, serialize(replaced[number]))
+            references = _references(replaced[number])
+        else:
+            writer.objects[number] = source.raw(number)
+            references = iter(source.references(number))
+        for reference in references:
+            if reference in other_pages:
+                raise Unsupported(f"object {number} refers to a page outside its part")
+            if reference not in seen:
+                seen.add(reference)
+                queue.append(reference)
+    return writer.finish(source.header, source.root_number, info)
+
+
+def _replace_resources(source: Source, pages: range, replaced: dict[int, Value]) -> None:
+    """The resource dictionary the pages share, naming only the fonts they select."""
+    references, used = set(), set()
+    tree = source.value(source.pages_root)
+    for index in pages:
+        page = source.value(source.pages[index])
+        found = page.get(Name(b"/Resources")) if isinstance(page, dict) else None
+        if found is None and isinstance(tree, dict):
+            found = tree.get(Name(b"/Resources"))
+        if not isinstance(found, Ref):
+            raise Unsupported("direct resources")
+        references.add(found.number)
+        used |= source.fonts_used(index)
+    if len(references) != 1:
+        raise Unsupported("pages with different resources")
+    number = references.pop()
+    resources = source.value(number)
+    if isinstance(tree, dict) and tree.get(Name(b"/Resources")) not in (None, Ref(number)):
+        raise Unsupported("page tree resources")
+    fonts = resources.get(Name(b"/Font")) if isinstance(resources, dict) else None
+    if not isinstance(resources, dict) or not isinstance(fonts, Ref):
+        raise Unsupported("resources")
+    font_dict = source.value(fonts.number)
+    if not isinstance(font_dict, dict) or not used <= {bytes(name) for name in font_dict}:
+        raise Unsupported("fonts")
+    replaced[fonts.number] = {name: item for name, item in font_dict.items() if bytes(name) in used}
+
+
+def assemble(parts: list[Part], title: str, when: datetime.datetime) -> bytes:
+    """One PDF of ``parts`` in order: their pages, the objects those use, the structure tree's
+    elements that start on them, and a bookmark for each part with a title. All of one
+    document in order is kept as it is (``_whole``); otherwise objects are renumbered."""
+    if not parts:
+        raise Unsupported("nothing to assemble")
+    first = parts[0].source
+    starts = list(itertools.accumulate((part.count for part in parts), initial=0))
+    whole = all(part.source is first and part.first == start for part, start in zip(parts, starts, strict=False))
+    if whole and starts[-1] == len(first.pages):
+        return _whole(first, [(part.title, first.pages[part.first]) for part in parts if part.title is not None],
+                      title, when)
+    writer = _Writer()
+    catalog, pages_node, info = writer.reserve(), writer.reserve(), writer.reserve()
+    tagged = all(part.source.struct_root is not None for part in parts)
+    struct_root = document = parent_tree = None
+    if tagged:
+        struct_root, document, parent_tree = writer.reserve(), writer.reserve(), writer.reserve()
+    forbidden: dict[int, set[int]] = {}
+    kept: dict[tuple[int, int], int] = {}  # (source id, page object) → its new number
+    for part in parts:
+        source = part.source
+        if part.first < 0 or part.count < 1 or part.first + part.count > len(source.pages):
+            raise Unsupported("page range")
+        for index in part.pages:
+            if (id(source), source.pages[index]) in kept:
+                raise Unsupported("a page in two parts")
+            kept[(id(source), source.pages[index])] = writer.reserve()
+    for part in parts:
+        source = part.source
+        writer.alias(source, source.pages_root, pages_node)
+        for index in part.pages:
+            writer.alias(source, source.pages[index], kept[(id(source), source.pages[index])])
+        if tagged:
+            assert struct_root is not None and document is not None and parent_tree is not None
+            writer.alias(source, source.struct_root, struct_root)  # type: ignore[arg-type]
+            writer.alias(source, source.document, document)  # type: ignore[arg-type]
+            if source.parent_tree_number is not None:
+                writer.alias(source, source.parent_tree_number, parent_tree)
+        forbidden[id(source)] = {page for page in source.pages if (id(source), page) not in kept}
+    page_numbers: list[int] = []
+    document_kids: list[Value] = []
+    numbers: list[Value] = []
+    outline: list[tuple[str, int]] = []
+    next_key = 0
+    for part in parts:
+        source = part.source
+        inherited = source.value(source.pages_root)
+        for index in part.pages:
+            old = source.pages[index]
+            page = source.value(old)
+            if not isinstance(page, dict) or Name(b"/Annots") in page:
+                raise Unsupported("page with annotations")
+            page = {key: item for key, item in page.items() if key != Name(b"/Parent")}
+            for key in (b"/Resources", b"/MediaBox", b"/CropBox", b"/Rotate"):
+                if Name(key) not in page and isinstance(inherited, dict) and Name(key) in inherited:
+                    page[Name(key)] = inherited[Name(key)]
+            old_key = page.pop(Name(b"/StructParents"), None)
+            page = writer.renumbered(source, page)
+            page[Name(b"/Parent")] = Ref(pages_node)
+            if tagged and isinstance(old_key, Raw):
+                page[Name(b"/StructParents")] = Raw(b"%d" % next_key)
+                key = int(old_key.text)
+                if key in source.parent_tree:
+                    numbers += [Raw(b"%d" % next_key), writer.renumbered(source, source.parent_value(key))]
+                next_key += 1
+            number = kept[(id(source), old)]
+            writer.put(number, serialize(page))
+            page_numbers.append(number)
+        if tagged:
+            document_kids += [writer.renumbered(source, kid) for kid, page in zip(source.kids, source.kid_pages(),
+                                                                                     strict=True)
+                              if page in part.pages]
+        if part.title is not None:
+            outline.append((part.title, kept[(id(source), source.pages[part.first])]))
+    writer.copy_pending(forbidden)
+    first = parts[0].source
+    root: dict = {Name(b"/Type"): Name(b"/Catalog"), Name(b"/Pages"): Ref(pages_node)}
+    if outline:
+        root[Name(b"/Outlines")] = Ref(_write_outline(writer, outline))
+        root[Name(b"/PageMode")] = Name(b"/UseOutlines")
+    root[Name(b"/OpenAction")] = [Ref(page_numbers[0]), Name(b"/XYZ"), Raw(b"null"), Raw(b"null"), Raw(b"0")]
+    for key in (b"/ViewerPreferences", b"/Lang"):
+        if Name(key) in first.root:
+            root[Name(key)] = writer.renumbered(first, first.root[Name(key)])
+    if tagged:
+        assert struct_root is not None and document is not None and parent_tree is not None
+        root[Name(b"/StructTreeRoot")] = Ref(struct_root)
+        root[Name(b"/MarkInfo")] = {Name(b"/Marked"): Raw(b"true")}
+        tree: dict = {Name(b"/Type"): Name(b"/StructTreeRoot"), Name(b"/ParentTree"): Ref(parent_tree)}
+        if first.role_map is not None:
+            tree[Name(b"/RoleMap")] = writer.renumbered(first, first.role_map)
+        tree[Name(b"/K")] = [Ref(document)]
+        writer.put(struct_root, serialize(tree))
+        writer.put(document, serialize({
+            Name(b"/Type"): Name(b"/StructElem"), Name(b"/S"): first.document_type, Name(b"/P"): Ref(struct_root),
+            Name(b"/Pg"): Ref(page_numbers[0]), Name(b"/K"): document_kids,
+        }))
+        writer.put(parent_tree, serialize({Name(b"/Nums"): numbers}))
+        writer.copy_pending(forbidden)
+    writer.put(catalog, serialize(root))
+    writer.put(pages_node, serialize({
+        Name(b"/Type"): Name(b"/Pages"), Name(b"/Kids"): [Ref(number) for number in page_numbers],
+        Name(b"/Count"): Raw(b"%d" % len(page_numbers)),
+    }))
+    writer.put(info, serialize(_info(first.info, title, when)))
+    writer.copy_pending(forbidden)
+    return writer.finish(first.header, catalog, info)
+
+
+def _whole(source: Source, outline: list[tuple[str, int]], title: str, when: datetime.datetime) -> bytes:
+    """All of ``source`` with a new catalog (bookmarks, no part markers) and document
+    information: every other object is kept as it is, under its own number."""
+    catalog = {key: value for key, value in source.root.items() if key != Name(b"/Dests")}
+    dropped = {source.root.get(Name(b"/Dests"))} - {None}
+    writer = _Writer(top=max(source.offsets))
+    if outline:
+        catalog[Name(b"/Outlines")] = Ref(_write_outline(writer, outline))
+        catalog[Name(b"/PageMode")] = Name(b"/UseOutlines")
+    info = source.info_number if source.info_number is not None else writer.reserve()
+    for number in source.offsets:
+        if number != source.root_number and number != info and Ref(number) not in dropped:
+            writer.objects[number] = source.raw(number)
+    writer.put(source.root_number, serialize(catalog))
+    writer.put(info, serialize(_info(source.info, title, when)))
+    return writer.finish(source.header, source.root_number, info)
+
+
+def _write_outline(writer: _Writer, items: list[tuple[str, int]]) -> int:
+    outlines = writer.reserve()
+    numbers = [writer.reserve() for _ in items]
+    for index, ((title, page), number) in enumerate(zip(items, numbers, strict=True)):
+        item: dict = {Name(b"/Title"): text_string(title), Name(b"/Parent"): Ref(outlines)}
+        if index > 0:
+            item[Name(b"/Prev")] = Ref(numbers[index - 1])
+        if index + 1 < len(numbers):
+            item[Name(b"/Next")] = Ref(numbers[index + 1])
+        item[Name(b"/Dest")] = [Ref(page), Name(b"/XYZ"), Raw(b"null"), Raw(b"null"), Raw(b"0")]
+        writer.put(number, serialize(item))
+    writer.put(outlines, serialize({
+        Name(b"/Type"): Name(b"/Outlines"), Name(b"/First"): Ref(numbers[0]), Name(b"/Last"): Ref(numbers[-1]),
+        Name(b"/Count"): Raw(b"%d" % len(numbers)),
+    }))
+    return outlines
+
+
+def _info(original: dict, title: str, when: datetime.datetime) -> dict:
+    """LibreOffice's document information with the given title, and ``when`` as the date (in
+    LibreOffice's own UTC form, as ``bundle.normalize_pdf`` stamps it)."""
+    info = {key: value for key, value in original.items() if key not in (Name(b"/Title"), Name(b"/CreationDate"),
+                                                                         Name(b"/ModDate"))}
+    return {Name(b"/Title"): text_string(title), **info,
+            Name(b"/CreationDate"): Raw(when.strftime("(D:%Y%m%d%H%M%SZ')").encode())}
+
+
+def split(source: Source, count: int) -> list[tuple[int, int]]:
+    """(first page, number of pages) of each of ``count`` parts, from the part markers."""
+    starts = source.markers()
+    if sorted(starts) != list(range(count)):
+        raise Unsupported(f"part markers: {sorted(starts)} for {count} parts")
+    firsts = [starts[index] for index in range(count)]
+    if firsts[0] != 0 or any(a >= b for a, b in itertools.pairwise(firsts)):
+        raise Unsupported("part markers out of order")
+    ends = [*firsts[1:], len(source.pages)]
+    return [(first, end - first) for first, end in zip(firsts, ends, strict=True)]

@@ -1,0 +1,125 @@
+"""LibreOffice profiles kept warm between builds, in the user's cache folder.
+
+LibreOffice keeps its settings in a profile folder (``-env:UserInstallation``); given an empty
+one it first creates it, which costs each worker a tenth of a second or more on every build.
+Profiles are therefore kept in ``<cache>/libreoffice/<installation>/slot-<n>`` (the cache folder
+``glyphs.cache_folder`` names, ``$XDG_CACHE_HOME/reportgen`` or ``~/.cache/reportgen``), one per
+worker slot, and reused.
+
+- A slot is locked (``flock`` on ``slot-<n>.lock``) while a build uses it, so that two builds
+  running at once (into different folders) never share one: the second takes the next free
+  slot. The lock goes with the process that holds it, also when that process is killed.
+- A profile is trusted only if the build that used it last finished with it (the file
+  ``reportgen-ready`` in it). The mark is taken away while a build uses the profile and put back
+  when it is done; a profile without it (a build killed meanwhile, a LibreOffice that crashed
+  or could not start with it) is removed and LibreOffice makes a new one.
+- Profiles of different LibreOffice installations do not mix (``<installation>`` is named after
+  the program's path and modification time).
+
+Without a cache folder (no home, or one that cannot be written), each build uses temporary
+profiles as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+READY = "reportgen-ready"
+MAX_SLOTS = 64
+
+
+def root_folder(soffice: str) -> Path | None:
+    """The folder of this LibreOffice installation's profiles, or None without a cache folder."""
+    from .glyphs import cache_folder  # glyphs imports convert, which imports this module
+
+    folder = cache_folder()
+    if folder is None:
+        return None
+    program = os.path.realpath(soffice)
+    try:
+        stamp = os.stat(program).st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = hashlib.sha256(f"{program}\0{stamp}".encode(errors="surrogateescape")).hexdigest()[:16]
+    return folder / "libreoffice" / key
+
+
+class Profile:
+    """A profile folder for one LibreOffice process at a time."""
+
+    def __init__(self, folder: Path, handle: int | None, warm: bool) -> None:
+        self.folder, self._handle, self.warm = folder, handle, warm
+        self.good = True  # every LibreOffice run with it went well
+
+    @property
+    def kept(self) -> bool:
+        return self._handle is not None
+
+    def broken(self) -> None:
+        """LibreOffice failed with this profile: start the next run with a new one."""
+        self.good = False
+        _clear(self.folder)
+        self.warm = False
+
+    def release(self) -> None:
+        """Done with it: a kept profile is marked ready (if it served well) and unlocked; a
+        temporary one is removed."""
+        if self._handle is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        if self.good:
+            with contextlib.suppress(OSError):
+                (self.folder / READY).write_bytes(b"")
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            os.close(self._handle)
+        self._handle = None
+
+
+def acquire(soffice: str, count: int) -> list[Profile]:
+    """``count`` profiles, each for one worker: free slots of the cache, locked, or temporary
+    folders when there is no cache to use."""
+    found: list[Profile] = []
+    root = root_folder(soffice)
+    if root is not None:
+        with contextlib.suppress(OSError):
+            root.mkdir(parents=True, exist_ok=True)
+            for slot in range(MAX_SLOTS):
+                if len(found) == count:
+                    break
+                profile = _take(root, slot)
+                if profile is not None:
+                    found.append(profile)
+    while len(found) < count:
+        found.append(Profile(Path(tempfile.mkdtemp(prefix="reportgen-lo-")), None, False))
+    return found
+
+
+def _take(root: Path, slot: int) -> Profile | None:
+    """Slot ``slot`` locked for this process, or None if another holds it."""
+    handle = os.open(root / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        return None
+    folder = root / f"slot-{slot}"
+    warm = (folder / READY).is_file()
+    if warm:
+        (folder / READY).unlink()  # back once this build is done with it
+    else:
+        _clear(folder)  # unfinished or broken: LibreOffice makes a new one
+    folder.mkdir(exist_ok=True)
+    return Profile(folder, handle, warm)
+
+
+def _clear(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
