@@ -43,6 +43,8 @@ class Options:
     soffice: str = "soffice"
     timeout: float = 120.0
     pdfa: bool = False
+    keep: float | None = None  # seconds LibreOffice is kept running for the next build (convert.keep_seconds)
+    shard: tuple[int, int] | None = None  # (K, N): build the K-th of N shares of the units, from 1
 
 
 @dataclass
@@ -357,7 +359,7 @@ def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list
             report.failures.append(f"{folder}: 本单位有项目未能生成，报送包未更新")
             continue
         # Members' outputs are functions of their inputs, so the inputs fingerprint the bundle.
-        digest = _digest(__version__, str(CHUNK_FORMS), *(f"{j.stem}:{j.own}" for j in members))
+        digest = _digest(__version__, str(CHUNK_BYTES), *(f"{j.stem}:{j.own}" for j in members))
         bundles.append(Bundle(folder, members, digest))
     return bundles
 
@@ -369,13 +371,17 @@ def render_summary(item: Bundle, target: Path) -> None:
 
 # --- units converted as one document ------------------------------------------------------
 
-# Forms per LibreOffice document. LibreOffice spends about 50 ms on any document it opens, and a
-# one-page form takes little more: a unit's forms converted together take half the time they
-# take one by one. Each form's PDF is then cut from the whole (``pdfpages``), the same page for
-# page. The count is fixed, not taken from the number of cores: which forms share a document
-# decides the PDFs' bytes (their fonts hold the glyphs of the whole document), and those must
-# be the same on every machine. A changed form reconverts its own chunk only.
-CHUNK_FORMS = 10
+# How much goes into one LibreOffice document. LibreOffice spends about 50 ms on any document it
+# opens, and a one-page form takes little more: a unit's forms converted together take half the
+# time they take one by one. Each form's PDF is then cut from the whole (``pdfpages``), the same
+# page for page. A unit is cut into as few chunks of at most this many bytes of project files
+# (about 2.5 KB a page) as it takes, of near-equal size: a changed form converts its own chunk
+# again (about 24 pages at most, half a second), not its whole unit. The chunks depend on the
+# inputs alone, never on the number of cores: which forms share a document decides the PDFs'
+# bytes (their fonts hold the glyphs of the whole document), and those must be the same on
+# every machine.
+CHUNK_BYTES = 60_000
+SUMMARY_BYTES = 2_000  # the 汇总表 page, which opens a unit's first chunk
 CHUNKS_FOLDER = "chunks"  # <out>/.reportgen/chunks/<fingerprint>.chunk: the PDF of each chunk (not *.pdf)
 
 
@@ -406,7 +412,7 @@ class Chunk:
 
 
 def plan_chunks(jobs: list[Job], bundles: list[Bundle], options: Options) -> list[Chunk]:
-    """Each unit's forms in chunks of ``CHUNK_FORMS``, in the bundle's order; forms whose
+    """Each unit's forms in chunks (``CHUNK_BYTES``), in the bundle's order; forms whose
     template LibreOffice lays out differently among others (``bundle.combinable``) and every
     PDF/A form are converted alone. A form's fingerprint then covers its chunk: the forms of a
     chunk are built together."""
@@ -421,13 +427,13 @@ def plan_chunks(jobs: list[Job], bundles: list[Bundle], options: Options) -> lis
         item = items.get(folder)
         ordered = item.members if item else sorted(members, key=lambda job: str(job.checked.source.path))
         together = [job for job in ordered if bundle.combinable(job.checked.region.template)]  # type: ignore[union-attr]
-        pieces = [together[start : start + CHUNK_FORMS] for start in range(0, len(together), CHUNK_FORMS)]
-        if item is not None and not pieces:
-            pieces = [[]]  # the summary alone
+        weights = [SUMMARY_BYTES * (item is not None)] + [_size(job.checked.source.path) for job in together]
+        pieces = [together[max(0, start - 1) : end - 1] for start, end in _balanced(weights)]
+        pieces = [piece for index, piece in enumerate(pieces) if piece or (index == 0 and item is not None)]
         for index, piece in enumerate(pieces):
             summary = item is not None and index == 0
             assert item is not None or not summary
-            digest = _digest(__version__, "chunk", str(CHUNK_FORMS), item.fingerprint if summary else "",  # type: ignore[union-attr]
+            digest = _digest(__version__, "chunk", str(CHUNK_BYTES), item.fingerprint if summary else "",  # type: ignore[union-attr]
                              *(f"{job.stem}:{job.own}" for job in piece))
             chunk = Chunk(folder, item, index, piece, summary, digest)
             for job in piece:
@@ -435,6 +441,27 @@ def plan_chunks(jobs: list[Job], bundles: list[Bundle], options: Options) -> lis
                 job.fingerprint = _digest(job.own, digest)
             chunks.append(chunk)
     return chunks
+
+
+def _balanced(weights: list[int]) -> list[tuple[int, int]]:
+    """``weights`` cut into as few runs (start, end) of at most ``CHUNK_BYTES`` in all as it
+    takes (one item alone may weigh more), of near-equal weight."""
+    count = max(1, -(-sum(weights) // CHUNK_BYTES))
+    target, runs, start, total = sum(weights) / count, [], 0, 0
+    for index, weight in enumerate(weights):
+        total += weight
+        if total >= target * (len(runs) + 1) and len(runs) < count - 1:
+            runs.append((start, index + 1))
+            start = index + 1
+    runs.append((start, len(weights)))
+    return runs
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 _DOCUMENT_BYTES = 10_000  # what LibreOffice spends on any document, in bytes of project YAML (see weight)
@@ -650,7 +677,8 @@ class _Assembly:
             self._fall_back(chunk, outcome)
             return
         try:
-            source = pdfpages.Source(outcome.read_bytes())
+            # The same bytes whichever documents the LibreOffice converted before (pdfpages.canonical).
+            source = pdfpages.Source(pdfpages.canonical(pdfpages.Source(outcome.read_bytes())))
             ranges = pdfpages.split(source, chunk.parts)
             cuts = []
             for job in chunk.jobs:
@@ -662,7 +690,8 @@ class _Assembly:
             self._fall_back(chunk, f"无法从 {doc.name} 的 PDF 中取出各项目（{exc}）")
             return
         self._forget_chunk(chunk)
-        _move(outcome, chunk.stored(self.out))
+        bundle.write_bytes(chunk.stored(self.out), source.data)
+        outcome.unlink(missing_ok=True)
         self.state.record(chunk.key(self.out), chunk.fingerprint, [chunk.stored(self.out)])
         self.sources[id(chunk)] = source
         for job, data in cuts:
@@ -716,7 +745,7 @@ class _Assembly:
             self.report.failures.append(f"{display_path(job.checked.source.path)}: {outcome or 'PDF 转换失败'}")
         elif not self.options.pdfa:  # rewriting would break PDF/A's matching XMP metadata
             try:
-                bundle.normalize_pdf(pdf, project.name, job.when)
+                _reproducible(pdf, project.name, job.when)
             except ConvertError as exc:
                 self.report.failures.append(f"{display_path(job.checked.source.path)}: {exc}")
                 pdf = None
@@ -795,6 +824,17 @@ class _Assembly:
 
 
 _PdfPart = Path | tuple[pdfpages.Source, int, int]
+
+
+def _reproducible(pdf: Path, title: str, when: datetime.datetime) -> None:
+    """A form's PDF converted alone, with the same bytes whichever LibreOffice process made it
+    and whatever it converted before (``pdfpages.canonical``), dated ``when``."""
+    try:
+        data = pdfpages.canonical(pdfpages.Source(pdf.read_bytes()), title, when)
+    except (pdfpages.Unsupported, OSError):
+        bundle.normalize_pdf(pdf, title, when)  # not as LibreOffice writes it: rewritten whole
+        return
+    bundle.write_bytes(pdf, data)
 
 
 def _chunk_when(chunk: Chunk) -> datetime.datetime:
@@ -948,14 +988,25 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it
                 pool.launch(early)
         results = check_paths(paths)
+        digests: dict[Path, str] = {}
+        # The whole tree is planned, also for a shard: what is built of a unit depends on the
+        # units around it no more than on the machine (see ``in_shard``).
+        everything = plan([c for c in results if c.ok], out, options, digests)
+        bundles = plan_bundles(everything, [c for c in results if not c.ok], report)
+        chunks = plan_chunks(everything, bundles, options)
+        if options.shard is not None:
+            mine = {id(c) for c in results if in_shard(shard_key(c, out), options.shard)}
+            results = [c for c in results if id(c) in mine]
+            report.failures = [f for f in report.failures if in_shard(_failure_key(f, out), options.shard)]
+            jobs = [job for job in everything if id(job.checked) in mine]
+            bundles = [item for item in bundles if in_shard(item.key(out), options.shard)]
+            chunks = [chunk for chunk in chunks if in_shard(chunk.key(out).split("#")[0], options.shard)]
+        else:
+            jobs = everything
         report.problems = [p for checked in results for p in checked.problems]
         report.projects = len(results)
         report.warnings = sum(not p.is_error for p in report.problems)
-        report.failures = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
-        digests: dict[Path, str] = {}
-        jobs = plan([c for c in results if c.ok], out, options, digests)
-        bundles = plan_bundles(jobs, [c for c in results if not c.ok], report)
-        chunks = plan_chunks(jobs, bundles, options)
+        report.failures[:0] = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
 
         def fresh(job: Job) -> bool:
             return state.fresh(_key(job, out), job.fingerprint, job.outputs)
@@ -997,6 +1048,32 @@ def _write_stats(pool: convert.Pool) -> None:
             Path(target).write_text(json.dumps(pool.stats()), encoding="utf-8")
 
 
+def shard_key(checked: Checked, out: Path) -> str:
+    """The unit a project belongs to, as its bundle's key (``年度/单位``); for a project whose
+    data does not say (it has errors), the folder of its file."""
+    project = checked.project
+    if project is not None and project.year:
+        return f"{project.year}/{bundle.safe_filename(unit_of(checked), set())}"
+    return str(checked.source.path.parent)
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether the unit ``key`` is built by shard ``shard`` (K of N, from 1): a share fixed by
+    the unit's name alone, so that every machine, and every later build, agrees."""
+    index, count = shard
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % count == index - 1
+
+
+def _failure_key(failure: str, out: Path) -> str:
+    """The unit a failure of bundle planning names (``<out>/<年度>/<单位>: …``)."""
+    folder = Path(failure.split(": ", 1)[0])
+    try:
+        return str(folder.relative_to(out))
+    except ValueError:
+        return str(folder)
+
+
 def _pool(options: Options, workers: int, progress: Progress) -> convert.Pool:
-    return convert.Pool(options.soffice, options.timeout, options.pdfa, workers=workers,
+    keep = convert.keep_seconds() if options.keep is None else options.keep
+    return convert.Pool(options.soffice, options.timeout, options.pdfa, workers=workers, keep=keep,
                         progress=lambda done, total: progress("转换 PDF", done, total))

@@ -169,11 +169,17 @@ def new(file: Path, region_name: str | None, force: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
               help="单个文件转换的超时秒数。")
 @click.option("--pdfa", is_flag=True, help="生成 PDF/A-2b（存档用）。")
+@click.option("--shard", default=None, metavar="K/N", callback=lambda _c, _p, value: _shard(value),
+              help="只生成 N 份中的第 K 份单位（按单位名称固定分配），用于在多台电脑上分别生成。")
+@click.option("--keep-libreoffice", "keep", type=click.FloatRange(0, 86400), default=None, metavar="秒",
+              envvar="REPORTGEN_KEEP_LIBREOFFICE",
+              help="生成结束后 LibreOffice 未被使用时再保持运行多少秒，下次生成不必再启动；"
+                   "0 表示随生成结束。缺省 600。")
 @_friendly
 def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, soffice: str, timeout: float,
-          pdfa: bool) -> None:
+          pdfa: bool, shard: tuple[int, int] | None, keep: float | None) -> None:
     """校验、计分，生成每个项目的 Word 和 PDF，并按单位、年度打包。"""
-    options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa)
+    options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa, shard=shard, keep=keep)
     with progress_printer() as progress:
         result = run_build(list(paths) or [DEFAULT_DATA], out, options, progress)
     for problem in result.problems:
@@ -184,6 +190,15 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
         click.echo(f"报送包：{archive}")
     click.echo(result.summary())
     sys.exit(0 if result.ok else 1)
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise click.BadParameter(f"应写成 K/N，1 ≤ K ≤ N，如 2/5：{value}")
+    return int(index), int(count)
 
 
 @main.command("import")

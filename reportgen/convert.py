@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -164,6 +165,7 @@ class _Processes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: set[subprocess.Popen] = set()
+        self._groups: set[int] = set()  # LibreOffice left running by an earlier build, in use
         self.stopping = False
         self.server_cpu, self.server_peak_kb = 0.0, 0  # of LibreOffice processes kept running
 
@@ -177,6 +179,24 @@ class _Processes:
             )
             self._live.add(process)
             return process
+
+    def adopt(self, group: int) -> None:
+        """A LibreOffice left running by an earlier build: killed with the others on cancel."""
+        with self._lock:
+            self._groups.add(group)
+
+    def disown(self, group: int) -> None:
+        with self._lock:
+            self._groups.discard(group)
+
+    def release(self, process: subprocess.Popen) -> None:
+        """Let ``process`` go on after this build (its pipes closed, not killed)."""
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        with self._lock:
+            self._live.discard(process)
 
     def account(self, cpu: float, peak_kb: int) -> None:
         """What a LibreOffice kept running used, read before it is stopped (its CPU time does
@@ -205,9 +225,11 @@ class _Processes:
     def kill_all(self) -> None:
         with self._lock:
             self.stopping = True
-            live = list(self._live)
+            live, groups = list(self._live), list(self._groups)
         for process in live:
             self.end(process)
+        for group in groups:
+            _end_group(group)
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -292,6 +314,7 @@ class _Worker:
         for doc in docs:
             doc.with_suffix(".pdf").unlink(missing_ok=True)
         serving = office.serve()  # the call's documents go to the running LibreOffice
+        office.handled += len(docs) if serving else 0
         command = [
             self.soffice, f"-env:UserInstallation={office.profile.folder.as_uri()}", "--headless", "--invisible",
             "--nologo", "--nodefault", "--nolockcheck", "--norestore",
@@ -359,16 +382,60 @@ class _Worker:
         return why
 
 
-# A LibreOffice started ahead of its documents runs under this shell, which kills the whole
-# process group when its input closes: when the build ends, and also when it is killed.
-_GUARD = '"$@" </dev/null >/dev/null 2>&1 & echo $!; read _; kill -9 -- -$$'
+# A LibreOffice started ahead of its documents runs under this keeper, in a process group of
+# their own. Not kept (idle 0), the keeper ends the group when its input closes: when the build
+# ends, and also when it is killed. Kept, it ends the group once no build has used LibreOffice
+# for ``idle`` seconds (the stamp's age) and none holds the slot's lock (taken while ending, so
+# that no build starts to use it meanwhile).
+_KEEPER = r"""
+import fcntl, os, select, signal, subprocess, sys, time
+lock, stamp, idle, command = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+office = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+os.write(1, b"%d\n" % office.pid)
+os.close(1)
+listening = True
+while office.poll() is None:
+    if listening and select.select([0], [], [], 2.0)[0]:
+        if not os.read(0, 64):
+            if not idle:
+                os.killpg(0, signal.SIGKILL)
+            listening = False
+    elif not listening:
+        time.sleep(2.0)
+    if idle:
+        try:
+            used = os.stat(stamp).st_mtime
+        except OSError:
+            used = 0.0
+        if time.time() - used > idle:
+            handle = os.open(lock, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(handle)
+                continue
+            os.killpg(0, signal.SIGKILL)
+"""
 _GREETING = b"InternalIPC::SendArguments\0"  # what a running LibreOffice says to a second one
 _PIPE_SECONDS = 2.0  # a started LibreOffice opens its pipe within tens of milliseconds
+KEEP_SECONDS = 600.0  # how long a LibreOffice is kept running after a build, unused (0: not kept)
+# A LibreOffice that keeps running grows (some MB with every document) and slows down (a unit's
+# document takes a quarter longer after ten): it is started afresh after this many documents.
+RECYCLE_DOCUMENTS = 20
+
+
+def keep_seconds() -> float:
+    """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_LIBREOFFICE`` says."""
+    try:
+        return max(0.0, float(os.environ.get("REPORTGEN_KEEP_LIBREOFFICE", KEEP_SECONDS)))
+    except ValueError:
+        return KEEP_SECONDS
 
 
 class _Office:
     """A worker's LibreOffice: its profile and, for a real LibreOffice, a process started ahead
-    of its documents (``launch``) and kept running for the build.
+    of its documents (``launch``) and kept running for the build, or (``keep`` seconds) beyond
+    it, for the next build to use at once.
 
     Documents are handed to the running LibreOffice the way LibreOffice itself does it: a second
     ``soffice --convert-to`` with the same profile passes its arguments over the first one's
@@ -377,15 +444,24 @@ class _Office:
     LibreOffice of its own on the same profile, so nothing is handed over until the running one
     has greeted on its pipe; until then, or if it never does, documents are converted by a
     LibreOffice of their own, as without a running one.
+
+    A LibreOffice left running by an earlier build is used only if it was started the same way
+    (``identity``: the program, reportgen's version and font configuration, the installed fonts)
+    and still greets; otherwise it is ended and a new one started.
     """
 
-    def __init__(self, soffice: str, profile: profiles.Profile, processes: _Processes, serving: bool) -> None:
+    def __init__(self, soffice: str, profile: profiles.Profile, processes: _Processes, serving: bool,
+                 keep: float = 0.0) -> None:
         self.soffice, self.profile, self.processes = soffice, profile, processes
         self.serving = serving  # a real LibreOffice: one can be kept running
-        self.server: subprocess.Popen | None = None
-        self.pid: int | None = None  # LibreOffice's own process, under the guard
+        self.keep = keep if serving and profile.kept else 0.0
+        self.keeper: subprocess.Popen | None = None  # the keeper, when this build started it
+        self.group: int | None = None  # the keeper's process group: it and LibreOffice
+        self.pid: int | None = None  # LibreOffice's own process
         self.ready = False
         self.launched = 0.0
+        self.cpu_before = 0.0  # the group's CPU seconds when this build took it over
+        self.handled = 0  # documents it has converted since it started
 
     @property
     def pipe(self) -> str:
@@ -393,16 +469,24 @@ class _Office:
         digest = hashlib.md5(url.encode("utf-16-le"), usedforsecurity=False).digest()
         return f"/tmp/OSL_PIPE_{os.getuid()}_SingleOfficeIPC_{''.join(format(byte, 'x') for byte in digest)}"
 
-    @property
-    def group(self) -> int:
-        assert self.server is not None
-        return self.server.pid
-
     def launch(self) -> None:
-        """Start LibreOffice now, with an empty text document open (a LibreOffice that has none
-        exits after the first documents handed to it)."""
-        if not self.serving or self.server is not None:
+        """Take over the LibreOffice an earlier build left running, or start one now with an
+        empty text document open (a LibreOffice that has none exits after the first documents
+        handed to it)."""
+        if not self.serving or self.group is not None:
             return
+        left = self.profile.office()
+        if left is not None:
+            handled = left.get("handled", RECYCLE_DOCUMENTS)
+            if (self.keep and left.get("identity") == _identity(self.soffice) and _alive(left.get("pid", 0))
+                    and isinstance(handled, int) and handled < RECYCLE_DOCUMENTS):
+                self.group, self.pid, self.handled = left["group"], left["pid"], handled
+                self.launched, self.ready = time.monotonic() - STARTUP_SECONDS, False
+                self.cpu_before = group_cpu_seconds(self.group) or 0.0
+                self.processes.adopt(self.group)
+                return
+            _end_group(left.get("group"))
+            self.profile.forget_office()
         keep = self.profile.folder / "reportgen-open.txt"
         try:
             for stale in self.profile.folder.glob(".~lock.*#"):  # left by a killed LibreOffice
@@ -415,31 +499,36 @@ class _Office:
             self.soffice, f"-env:UserInstallation={self.profile.folder.as_uri()}", "--headless", "--invisible",
             "--nologo", "--nodefault", "--nolockcheck", "--norestore", str(keep),
         ]
-        self.server = self.processes.start_guarded(["/bin/sh", "-c", _GUARD, "reportgen-office", *command])
-        self.launched, self.ready = time.monotonic(), False
-        line = self.server.stdout.readline() if self.server.stdout else b""
+        self.keeper = self.processes.start_guarded([
+            sys.executable, "-I", "-S", "-c", _KEEPER, str(self.profile.lock), str(self.profile.stamp),
+            str(self.keep), *command,
+        ])
+        self.group, self.launched, self.ready, self.cpu_before = self.keeper.pid, time.monotonic(), False, 0.0
+        self.handled = 0
+        line = self.keeper.stdout.readline() if self.keeper.stdout else b""
         self.pid = int(line) if line.strip().isdigit() else None
 
     def running(self) -> bool:
-        return self.server is not None and self.pid is not None and _alive(self.pid)
+        return self.group is not None and self.pid is not None and _alive(self.pid)
 
     def serve(self) -> bool:
         """Whether documents can now be handed to the running LibreOffice: launched if it is not
         running, waited for until it greets. False: convert them with a LibreOffice of their own."""
         if not self.serving:
             return False
-        if not self.running():
+        if not self.running() or self.handled >= RECYCLE_DOCUMENTS:
             self.stop()
             self.launch()
         while self.running() and not self.ready:
+            self.ready = _greets(self.pipe)
+            if self.ready:
+                break
             waited = time.monotonic() - self.launched
             if waited > _PIPE_SECONDS and not os.path.exists(self.pipe):
                 break  # not where this LibreOffice keeps its pipe: no handing over
-            if waited > STARTUP_SECONDS and _idle(self.group):
+            if waited > STARTUP_SECONDS and _idle(self.group):  # type: ignore[arg-type]
                 break  # started but does not answer
-            self.ready = _greets(self.pipe)
-            if not self.ready:
-                time.sleep(_POLL_SECONDS / 2)
+            time.sleep(_POLL_SECONDS / 2)
         if not self.ready:
             self.serving = False  # this LibreOffice cannot be handed documents: do without
             self.stop()
@@ -450,16 +539,60 @@ class _Office:
         self.stop()
         self.profile.broken()
 
+    def _account(self) -> None:
+        if self.group is not None:
+            cpu = group_cpu_seconds(self.group)
+            self.processes.account(max(0.0, (cpu or 0.0) - self.cpu_before), group_peak_kb(self.group))
+
     def stop(self) -> None:
-        if self.server is not None:
-            cpu = group_cpu_seconds(self.server.pid)
-            self.processes.account(cpu or 0.0, group_peak_kb(self.server.pid))
-            self.processes.end(self.server)
-        self.server, self.pid, self.ready = None, None, False
+        if self.group is not None:
+            self._account()
+            if self.keeper is not None:
+                self.processes.end(self.keeper)
+            else:
+                _end_group(self.group)
+                self.processes.disown(self.group)
+            self.profile.forget_office()
+        self.keeper, self.group, self.pid, self.ready = None, None, None, False
 
     def close(self) -> None:
-        self.stop()
+        """Done with it: a LibreOffice to keep is left running for the next build (its keeper
+        ends it once unused for ``keep`` seconds), any other stopped."""
+        if self.keep and self.ready and self.running() and self.profile.good:
+            self._account()
+            self.profile.keep_office({"group": self.group, "pid": self.pid, "identity": _identity(self.soffice),
+                                      "handled": self.handled})
+            if self.keeper is not None:
+                self.processes.release(self.keeper)
+            else:
+                self.processes.disown(self.group)  # type: ignore[arg-type]
+        else:
+            self.stop()
         self.profile.release()
+
+
+def _end_group(group: object) -> None:
+    if isinstance(group, int) and group > 1:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+@functools.cache
+def _identity(soffice: str) -> str:
+    """What a LibreOffice left running must have been started with to be used again."""
+    from . import __version__
+    from .glyphs import fonts_key
+
+    try:
+        program = os.stat(os.path.realpath(soffice)).st_mtime_ns
+        configuration = FONTS_CONF.read_bytes()
+    except OSError:
+        return ""
+    environment = {key: value for key, value in font_environment().items()
+                   if key in ("FONTCONFIG_FILE", "SAL_USE_VCLPLUGIN", "TZ", "LANG", "LC_ALL", "LANGUAGE")}
+    parts = [__version__, os.path.realpath(soffice), str(program), json.dumps(environment, sort_keys=True),
+             fonts_key() or "no fonts"]
+    return hashlib.sha256("\0".join(parts).encode(errors="surrogateescape") + configuration).hexdigest()
 
 
 def _greets(pipe: str) -> bool:
@@ -597,10 +730,11 @@ class Pool:
 
     def __init__(self, soffice: str = "soffice", timeout: float = 120.0, pdfa: bool = False,
                  on_result: Callable[[Path, Outcome], None] | None = None,
-                 progress: ProgressCallback | None = None, workers: int | None = None) -> None:
+                 progress: ProgressCallback | None = None, workers: int | None = None, keep: float = 0.0) -> None:
         self.soffice, self.timeout, self.pdfa = soffice, timeout, pdfa
         self.on_result, self.progress = on_result, progress
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.keep = keep  # seconds a LibreOffice started ahead is kept running after the pool
         self.outcomes: dict[Path, Outcome] = {}
         self.expected = 0
         self._processes, self._lock = _Processes(), threading.Lock()
@@ -629,8 +763,8 @@ class Pool:
         if wanted <= 0:
             return
         serving = _is_libreoffice(self._worker.soffice)
-        for profile in profiles.acquire(self._worker.soffice, wanted):
-            office = _Office(self._worker.soffice, profile, self._processes, serving)
+        for profile in profiles.acquire(self._worker.soffice, wanted, cached=serving):
+            office = _Office(self._worker.soffice, profile, self._processes, serving, self.keep)
             self._offices.append(office)
             office.launch()
             self._idle.put(office)
@@ -644,8 +778,9 @@ class Pool:
                 pass
             if len(self._offices) < self.workers:
                 assert self._worker is not None
-                profile = profiles.acquire(self._worker.soffice, 1)[0]
-                office = _Office(self._worker.soffice, profile, self._processes, _is_libreoffice(self._worker.soffice))
+                serving = _is_libreoffice(self._worker.soffice)
+                profile = profiles.acquire(self._worker.soffice, 1, cached=serving)[0]
+                office = _Office(self._worker.soffice, profile, self._processes, serving, self.keep)
                 self._offices.append(office)
                 return office
         return self._idle.get()

@@ -151,6 +151,14 @@ def _write_cache(path: Path, ranges: list[tuple[int, int]]) -> None:
 
 
 @functools.cache
+def fonts_key() -> str | None:
+    """A name for the fonts LibreOffice can use now (``font_set_key`` of their files), or None
+    when fontconfig cannot say: a LibreOffice kept running is used again only with the same."""
+    listing = _fc_list("%{file}\n")
+    return None if listing is None else font_set_key(listing.splitlines())
+
+
+@functools.cache
 def coverage() -> Coverage | None:
     """What the conversion's fonts can draw; None when that cannot be known or would not matter."""
     listing = _fc_list("%{file}\t%{family}\n")

@@ -757,6 +757,101 @@ def _info(original: dict, title: str, when: datetime.datetime) -> dict:
             Name(b"/CreationDate"): Raw(when.strftime("(D:%Y%m%d%H%M%SZ')").encode())}
 
 
+# LibreOffice 7.4 writes each Type 1 font it embeds with /UniqueID 4100000 + n, n counting the
+# fonts that process has embedded so far: the same document gives other bytes when converted
+# second. The number is in the font's clear text and in its encrypted part (eexec).
+_UNIQUE_ID = re.compile(rb"/UniqueID (\d+) def")
+_UNIQUE_BASE = 4_100_000
+_EEXEC_KEY, _C1, _C2 = 55665, 52845, 22719
+
+
+def canonical(source: Source, title: str | None = None, when: datetime.datetime | None = None) -> bytes:
+    """``source`` with its Type 1 fonts numbered 4100001, 4100002, … in the order of their
+    objects (as LibreOffice numbers them in the first document it converts) and written the
+    same way whatever they were (LibreOffice's compression, a direct /Length); with ``title``
+    and ``when``, its document information too. Every other object is kept as it is."""
+    replaced: dict[int, bytes] = {}
+    dropped: set[int] = set()
+    ordinal = 0
+    for number in sorted(source.offsets):
+        head = source.object(number).head
+        if b"/Length2" in head and b"/Length1" in head and b"/Length3" in head:
+            ordinal += 1
+            replaced[number], length = _renumbered_font(source, number, _UNIQUE_BASE + ordinal)
+            if length is not None:
+                dropped.add(length)
+    writer = _Writer(top=max(source.offsets))
+    info = source.info_number if source.info_number is not None else writer.reserve()
+    for number in source.offsets:
+        if number not in dropped:
+            writer.objects[number] = replaced.get(number) or source.raw(number)
+    if title is not None and when is not None:
+        writer.put(info, serialize(_info(source.info, title, when)))
+    return writer.finish(source.header, source.root_number, info)
+
+
+def _renumbered_font(source: Source, number: int, unique: int) -> tuple[bytes, int | None]:
+    """The font object with its /UniqueID ``unique``, and its old /Length object if indirect."""
+    head = parse(source.object(number).head)
+    if not isinstance(head, dict):
+        raise Unsupported(f"font {number}")
+    program = source.stream_data(number)
+    clear, encrypted = _int(head, b"/Length1"), _int(head, b"/Length2")
+    found = _UNIQUE_ID.search(program, 0, clear)
+    digits = b"%d" % unique
+    if found is not None and found[1] != digits:
+        if len(found[1]) != len(digits):
+            raise Unsupported(f"font {number}: /UniqueID {found[1].decode()}")
+        program = program[: found.start(1)] + digits + program[found.end(1) :]
+        part = program[clear : clear + encrypted]
+        program = program[:clear] + _reencrypted(part, found[1], digits) + program[clear + encrypted :]
+    stored = zlib.compress(program, 6)  # as LibreOffice compresses
+    length = head.get(Name(b"/Length"))
+    keep = {key: value for key, value in head.items() if key not in (Name(b"/Length"), Name(b"/Filter"))}
+    dictionary = {Name(b"/Length"): Raw(b"%d" % len(stored)), Name(b"/Filter"): Name(b"/FlateDecode"), **keep}
+    body = b"%d 0 obj\n%s\nstream\n%s\nendstream\nendobj\n" % (number, serialize(dictionary), stored)
+    return body, length.number if isinstance(length, Ref) else None
+
+
+def _int(head: dict, key: bytes) -> int:
+    value = head.get(Name(key))
+    if not isinstance(value, Raw) or not value.text.isdigit():
+        raise Unsupported(f"font {key.decode()}")
+    return int(value.text)
+
+
+def _reencrypted(part: bytes, old: bytes, new: bytes) -> bytes:
+    """The eexec-encrypted ``part`` with its private dictionary's /UniqueID ``old`` made ``new``.
+    Everything before the number is unchanged; from it on, each byte is decrypted with the old
+    key stream and encrypted again with the new one."""
+    key, decrypted = _EEXEC_KEY, bytearray()
+    marker = b"/UniqueID " + old + b" def"
+    position = -1
+    for index, byte in enumerate(part[:4096]):  # the private dictionary opens the encrypted part
+        decrypted.append(byte ^ (key >> 8))
+        key = ((byte + key) * _C1 + _C2) & 0xFFFF
+        if decrypted.endswith(marker):
+            position = index + 1 - len(marker) + len(b"/UniqueID ")
+            break
+    if position < 0:
+        raise Unsupported("no /UniqueID in the private dictionary")
+    old_key = new_key = _EEXEC_KEY
+    for byte in part[:position]:
+        old_key = new_key = ((byte + old_key) * _C1 + _C2) & 0xFFFF
+    out = bytearray(part[:position])
+    append = out.append
+    for index in range(position, len(part)):
+        byte = part[index]
+        plain = byte ^ (old_key >> 8)
+        if index - position < len(new):
+            plain = new[index - position]
+        cipher = plain ^ (new_key >> 8)
+        append(cipher)
+        old_key = ((byte + old_key) * _C1 + _C2) & 0xFFFF
+        new_key = ((cipher + new_key) * _C1 + _C2) & 0xFFFF
+    return bytes(out)
+
+
 def split(source: Source, count: int) -> list[tuple[int, int]]:
     """(first page, number of pages) of each of ``count`` parts, from the part markers."""
     starts = source.markers()

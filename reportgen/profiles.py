@@ -16,6 +16,9 @@ worker slot, and reused.
 - Profiles of different LibreOffice installations do not mix (``<installation>`` is named after
   the program's path and modification time).
 
+- A LibreOffice left running for the next build (``convert.KEEP_SECONDS``) is recorded beside
+  its profile (``slot-<n>.office.json``) and ended when its profile is not to be trusted.
+
 Without a cache folder (no home, or one that cannot be written), each build uses temporary
 profiles as before.
 """
@@ -25,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -61,6 +66,33 @@ class Profile:
     def kept(self) -> bool:
         return self._handle is not None
 
+    @property
+    def lock(self) -> Path:
+        return self.folder.with_name(f"{self.folder.name}.lock")
+
+    @property
+    def stamp(self) -> Path:
+        """Touched whenever a build is done with the slot: how long its LibreOffice has been idle."""
+        return self.folder.with_name(f"{self.folder.name}.used")
+
+    @property
+    def _office_file(self) -> Path:
+        return self.folder.with_name(f"{self.folder.name}.office.json")
+
+    def office(self) -> dict | None:
+        """The LibreOffice an earlier build left running with this profile, as it recorded it."""
+        return _read_office(self._office_file) if self.kept else None
+
+    def keep_office(self, record: dict) -> None:
+        """Note the LibreOffice left running for the next build, and that it was just used."""
+        with contextlib.suppress(OSError):
+            self._office_file.write_text(json.dumps(record), encoding="utf-8")
+            self.stamp.touch()
+
+    def forget_office(self) -> None:
+        with contextlib.suppress(OSError):
+            self._office_file.unlink(missing_ok=True)
+
     def broken(self) -> None:
         """LibreOffice failed with this profile: start the next run with a new one."""
         self.good = False
@@ -82,11 +114,11 @@ class Profile:
         self._handle = None
 
 
-def acquire(soffice: str, count: int) -> list[Profile]:
+def acquire(soffice: str, count: int, cached: bool = True) -> list[Profile]:
     """``count`` profiles, each for one worker: free slots of the cache, locked, or temporary
-    folders when there is no cache to use."""
+    folders when there is no cache to use (or ``cached`` is false: not LibreOffice's own program)."""
     found: list[Profile] = []
-    root = root_folder(soffice)
+    root = root_folder(soffice) if cached else None
     if root is not None:
         with contextlib.suppress(OSError):
             root.mkdir(parents=True, exist_ok=True)
@@ -114,9 +146,25 @@ def _take(root: Path, slot: int) -> Profile | None:
     if warm:
         (folder / READY).unlink()  # back once this build is done with it
     else:
-        _clear(folder)  # unfinished or broken: LibreOffice makes a new one
+        # Unfinished or broken: ended if still running, and LibreOffice makes a new one.
+        left = _read_office(root / f"slot-{slot}.office.json")
+        group = left.get("group") if left else None
+        if isinstance(group, int) and group > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            (root / f"slot-{slot}.office.json").unlink(missing_ok=True)
+        _clear(folder)
     folder.mkdir(exist_ok=True)
     return Profile(folder, handle, warm)
+
+
+def _read_office(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _clear(folder: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ from click.testing import CliRunner, Result
 
 from reportgen.cli import main
 from reportgen.regions import forget_region_folders
+
+# LibreOffice started by the tests' builds is used again by the next build for half a minute,
+# not the ten minutes a clerk's rebuilds get (``reportgen build --keep-libreoffice``).
+os.environ.setdefault("REPORTGEN_KEEP_LIBREOFFICE", "30")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"

@@ -308,20 +308,25 @@ def _jobs(tmp_path: Path, sizes: list[int], template: Path | None = None) -> lis
 
 def test_a_units_forms_are_converted_in_chunks_of_a_fixed_size(tmp_path: Path) -> None:
     """Chunks depend on the unit alone (never on the number of cores): a form's PDF bytes depend
-    on its chunk, and must be the same on every machine. The summary opens the first chunk."""
-    from reportgen.build import CHUNK_FORMS, Bundle, plan_chunks
+    on its chunk, and must be the same on every machine. A unit is cut into as few chunks as
+    CHUNK_BYTES of project files allow, of near-equal size; the summary opens the first."""
+    from reportgen.build import CHUNK_BYTES, SUMMARY_BYTES, Bundle, plan_chunks
 
-    jobs = _jobs(tmp_path, [2000] * (CHUNK_FORMS + 3))
+    count = CHUNK_BYTES // 2000 + 5  # two chunks' worth
+    jobs = _jobs(tmp_path, [2000] * count)
     item = Bundle(tmp_path / "out/2023/单位", jobs, "unit-fingerprint")
     chunks = plan_chunks(jobs, [item], Options())
-    assert [len(chunk.jobs) for chunk in chunks] == [CHUNK_FORMS, 3]
     assert [chunk.with_summary for chunk in chunks] == [True, False]
     assert [job for chunk in chunks for job in chunk.jobs] == jobs
-    assert {job.chunk for job in jobs[:CHUNK_FORMS]} == {chunks[0]}
+    sizes = [len(chunk.jobs) * 2000 + SUMMARY_BYTES * chunk.with_summary for chunk in chunks]
+    assert max(sizes) <= CHUNK_BYTES and max(sizes) - min(sizes) <= 2000
+    assert all(job.chunk is chunk for chunk in chunks for job in chunk.jobs)
     assert len({job.fingerprint for job in jobs}) == len(jobs)  # each its own, and its chunk's
-    again = _jobs(tmp_path, [2000] * (CHUNK_FORMS + 3))
+    again = _jobs(tmp_path, [2000] * count)
     assert [c.fingerprint for c in plan_chunks(again, [Bundle(item.folder, again, "unit-fingerprint")], Options())] == [
         c.fingerprint for c in chunks]
+    small = _jobs(tmp_path / "small", [2000] * 3)
+    assert [len(c.jobs) for c in plan_chunks(small, [Bundle(item.folder, small, "u")], Options())] == [3]
     assert plan_chunks(_jobs(tmp_path, [2000] * 3), [], Options(pdfa=True)) == []  # PDF/A: one by one
 
 
