@@ -507,6 +507,11 @@ class _Office:
         self.handled = 0
         line = self.keeper.stdout.readline() if self.keeper.stdout else b""
         self.pid = int(line) if line.strip().isdigit() else None
+        if self.profile.kept:  # known at once: a build killed meanwhile leaves it to the next to end
+            self.profile.keep_office(self._record())
+
+    def _record(self) -> dict:
+        return {"group": self.group, "pid": self.pid, "identity": _identity(self.soffice), "handled": self.handled}
 
     def running(self) -> bool:
         return self.group is not None and self.pid is not None and _alive(self.pid)
@@ -519,6 +524,18 @@ class _Office:
         if not self.running() or self.handled >= RECYCLE_DOCUMENTS:
             self.stop()
             self.launch()
+        self._wait_ready()
+        if not self.ready and self.profile.warm and not self.running():
+            self.profile.broken()  # it would not start with this profile: once more with a new one
+            self.stop()
+            self.launch()
+            self._wait_ready()
+        if not self.ready:
+            self.serving = False  # this LibreOffice cannot be handed documents: do without
+            self.stop()
+        return self.ready
+
+    def _wait_ready(self) -> None:
         while self.running() and not self.ready:
             self.ready = _greets(self.pipe)
             if self.ready:
@@ -529,10 +546,6 @@ class _Office:
             if waited > STARTUP_SECONDS and _idle(self.group):  # type: ignore[arg-type]
                 break  # started but does not answer
             time.sleep(_POLL_SECONDS / 2)
-        if not self.ready:
-            self.serving = False  # this LibreOffice cannot be handed documents: do without
-            self.stop()
-        return self.ready
 
     def failed(self) -> None:
         """It hung or crashed: stopped, and started again with a new profile when needed."""
@@ -560,8 +573,7 @@ class _Office:
         ends it once unused for ``keep`` seconds), any other stopped."""
         if self.keep and self.ready and self.running() and self.profile.good:
             self._account()
-            self.profile.keep_office({"group": self.group, "pid": self.pid, "identity": _identity(self.soffice),
-                                      "handled": self.handled})
+            self.profile.keep_office(self._record())
             if self.keeper is not None:
                 self.processes.release(self.keeper)
             else:

@@ -94,8 +94,7 @@ class Profile:
             self._office_file.unlink(missing_ok=True)
 
     def broken(self) -> None:
-        """LibreOffice failed with this profile: start the next run with a new one."""
-        self.good = False
+        """LibreOffice failed with this profile: the next run starts with a new one."""
         _clear(self.folder)
         self.warm = False
 

@@ -1,0 +1,137 @@
+"""LibreOffice's profiles kept warm in the cache folder, and LibreOffice kept running between
+builds: a killed build, two builds at once, a profile LibreOffice cannot start with, the
+LibreOffice of one build used by the next and ended when unused (real LibreOffice)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reportgen import profiles
+
+from .conftest import DATA, ROOT
+from .test_build import tree_digest
+
+pytestmark = pytest.mark.soffice
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache folder of the test's own (``XDG_CACHE_HOME``), for this process and the builds it starts."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder
+
+
+def start_build(out: Path, *extra: str, keep: float = 30) -> subprocess.Popen:
+    command = [sys.executable, "-m", "reportgen", "build", str(DATA), "-o", str(out), "--jobs", "2",
+               "--keep-libreoffice", str(keep), *extra]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen) -> None:
+    output, errors = process.communicate(timeout=300)
+    assert process.returncode == 0, output + errors
+
+
+def slots(cache: Path) -> Path:
+    (root,) = (cache / "reportgen" / "libreoffice").iterdir()  # one LibreOffice installation
+    return root
+
+
+def offices(cache: Path) -> dict[str, dict]:
+    """The LibreOffice each slot's last build started or left running, as recorded."""
+    return {path.name.split(".")[0]: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted(slots(cache).glob("slot-*.office.json"))}
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def end_offices(cache: Path) -> None:
+    """What the test's builds left running: ended with the test."""
+    for record in offices(cache).values():
+        if alive(record["pid"]):
+            os.killpg(record["group"], signal.SIGKILL)
+
+
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_a_killed_build_leaves_a_cache_the_next_build_uses(cache: Path, tmp_path: Path, built_data: Path) -> None:
+    """Killed while LibreOffice works (kill -9: nothing of the build runs any more), the slots it
+    held are freed with it; their profiles, no longer marked ready, are made anew by the next
+    build, which ends the LibreOffice the killed one left and builds what a clean build does."""
+    killed = start_build(tmp_path / "killed")
+    try:
+        wait_for(lambda: (slots(cache) / "slot-0.office.json").is_file() if (cache / "reportgen").is_dir() else False)
+        left = offices(cache)
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.communicate(timeout=60)
+        assert not (slots(cache) / "slot-0" / profiles.READY).exists()
+        finished(start_build(tmp_path / "next"))
+        assert all(not alive(record["pid"]) for record in left.values())  # ended by the next build
+        assert tree_digest(tmp_path / "next") == tree_digest(built_data)
+        assert all((slots(cache) / slot / profiles.READY).is_file() for slot in ("slot-0", "slot-1"))
+    finally:
+        end_offices(cache)
+
+
+def test_two_builds_at_once_each_have_their_own_profiles(cache: Path, tmp_path: Path, built_data: Path) -> None:
+    first, second = start_build(tmp_path / "a"), start_build(tmp_path / "b")
+    try:
+        finished(first)
+        finished(second)
+        assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b") == tree_digest(built_data)
+        # each took two slots of its own, locked while it ran, and marked them ready when done
+        assert sorted(path.name for path in slots(cache).glob("slot-?")) == ["slot-0", "slot-1", "slot-2", "slot-3"]
+        assert all((path / profiles.READY).is_file() for path in slots(cache).glob("slot-?"))
+    finally:
+        end_offices(cache)
+
+
+def test_a_profile_libreoffice_cannot_start_with_is_made_anew(cache: Path, tmp_path: Path, built_data: Path) -> None:
+    finished(start_build(tmp_path / "first", keep=0))
+    profile = slots(cache) / "slot-0"
+    assert (profile / profiles.READY).is_file()
+    shutil.rmtree(profile / "user")
+    (profile / "user").write_text("not a folder", encoding="utf-8")  # LibreOffice cannot start with it
+    try:
+        finished(start_build(tmp_path / "second", keep=0))
+        assert tree_digest(tmp_path / "second") == tree_digest(built_data)
+        assert (profile / "user").is_dir() and (profile / profiles.READY).is_file()
+    finally:
+        end_offices(cache)
+
+
+def test_libreoffice_kept_running_serves_the_next_build_and_ends_when_unused(
+        cache: Path, tmp_path: Path, built_data: Path) -> None:
+    finished(start_build(tmp_path / "first", keep=3))
+    try:
+        kept = offices(cache)
+        assert sorted(kept) == ["slot-0", "slot-1"]
+        assert all(alive(record["pid"]) for record in kept.values())
+        finished(start_build(tmp_path / "second", "--force", keep=3))
+        assert {slot: record["pid"] for slot, record in offices(cache).items()} == {
+            slot: record["pid"] for slot, record in kept.items()}  # the same LibreOffice did the work
+        assert tree_digest(tmp_path / "second") == tree_digest(tmp_path / "first") == tree_digest(built_data)
+        wait_for(lambda: not any(alive(record["pid"]) for record in kept.values()), seconds=30)
+    finally:
+        end_offices(cache)

@@ -1,0 +1,136 @@
+"""A unit's forms converted as one LibreOffice document, each form's PDF cut from it: the same to
+read and to look at as the form converted alone, for every region (real LibreOffice)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reportgen import bundle, convert, pdfpages
+from reportgen.build import build
+from reportgen.regions import all_regions
+
+from .conftest import DATA, DATA_PROJECTS
+
+pytestmark = pytest.mark.soffice
+
+COPIES = ("（一）", "（二）", "（三）")
+
+
+def _crowded_data(target: Path) -> Path:
+    """data/, each project three times in its unit (so that a unit's document holds several
+    forms of its region and its 汇总表), and a unit of the national form (from 银川金凤's
+    forms, which have its shape): every built-in region."""
+    for unit in sorted({p.parent for p in DATA_PROJECTS}):
+        folder = target / unit.relative_to(DATA)
+        folder.mkdir(parents=True)
+        shutil.copy(unit / "_unit.yaml", folder / "_unit.yaml")
+        for project in sorted(p for p in unit.glob("*.yaml") if not p.name.startswith("_")):
+            text = project.read_text(encoding="utf-8")
+            for copy in COPIES:
+                named = "\n".join(_renamed(line, copy) for line in text.split("\n"))
+                assert named != text
+                (folder / f"{project.stem}{copy}.yaml").write_text(named, encoding="utf-8")
+    jinfeng = next(target.glob("2023/银川金凤*"))
+    national = target / "2023" / "全国通用示例单位"
+    shutil.copytree(jinfeng, national)
+    unit_file = (national / "_unit.yaml").read_text(encoding="utf-8")
+    unit_file = unit_file.replace('地区: "yinchuan-jinfeng"', '地区: "national"')
+    unit_file = unit_file.replace('实施单位: "金凤区智慧城市运营中心"', '实施单位: "全国通用示例单位"')
+    (national / "_unit.yaml").write_text(unit_file, encoding="utf-8")
+    return target
+
+
+def _renamed(line: str, suffix: str) -> str:
+    """A 项目名称 line with ``suffix`` added to the name (inside its quotes, if it has them)."""
+    if not line.startswith("项目名称:"):
+        return line
+    return line[:-1] + suffix + line[-1] if line.endswith(("'", '"')) else line + suffix
+
+
+def _alone(docs: list[Path], out: Path, profile: Path) -> None:
+    """Each DOCX converted by LibreOffice as a document of its own, as reportgen exports."""
+    command = [
+        "soffice", f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
+        "--convert-to", convert._filter(False), "--outdir", str(out), *map(str, docs),
+    ]
+    subprocess.run(command, env=convert.font_environment(), capture_output=True, check=True, timeout=600)
+
+
+def _pages(pdf: Path, folder: Path) -> list[tuple[bytes, bytes]]:
+    """Each page's text (pdftotext -layout) and its pixels at 100 dpi (pdftoppm, gray)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "100", "-gray", str(pdf), str(folder / "p")], check=True)
+    images = sorted(folder.glob("p-*.pgm"), key=lambda path: int(path.stem.rsplit("-", 1)[1]))
+    pages = []
+    for number, image in enumerate(images, start=1):
+        text = subprocess.run(["pdftotext", "-layout", "-f", str(number), "-l", str(number), str(pdf), "-"],
+                              capture_output=True, check=True).stdout
+        pages.append((text, image.read_bytes()))
+    return pages
+
+
+def test_forms_cut_from_their_units_document_look_and_read_as_alone(tmp_path: Path) -> None:
+    data = _crowded_data(tmp_path / "data")
+    out = tmp_path / "out"
+    report = build([data], out)
+    assert report.ok, report.failures
+    regions = {next(iter(json.loads(m.read_text(encoding="utf-8"))["regions"])): m.parent
+               for m in out.rglob("manifest.json")}
+    assert set(regions) == set(all_regions())  # every region, in a unit of its own
+    chunks = [key for key in json.loads((out / ".reportgen/state.json").read_text(encoding="utf-8")) if "#" in key]
+    combinable = {region.id for region in all_regions().values() if bundle.combinable(region.template)}
+    assert combinable == set(all_regions()) - {"jinzhong"}
+    for region, unit in regions.items():
+        unit_key = str(unit.relative_to(out))
+        assert f"{unit_key}#0" in chunks, region  # its 汇总表 (and, but for 晋中, its forms) in a unit document
+    forms = sorted(p for p in out.rglob("*.docx") if p.name != "全部项目.docx")
+    jinfeng_forms = len(list(DATA.glob("2023/银川金凤*/[!_]*.yaml")))
+    assert len(forms) == len(COPIES) * (len(DATA_PROJECTS) + jinfeng_forms)
+    alone = tmp_path / "alone"
+    copies = []
+    for index, form in enumerate(forms):
+        copies.append(alone / f"{index:03d}.docx")
+        copies[-1].parent.mkdir(exist_ok=True)
+        shutil.copy(form, copies[-1])
+    _alone(copies, alone, tmp_path / "profile")
+    compared = 0
+    for index, form in enumerate(forms):
+        cut, reference = form.with_suffix(".pdf"), alone / f"{index:03d}.pdf"
+        ours = _pages(cut, tmp_path / "png" / f"{index}-cut")
+        theirs = _pages(reference, tmp_path / "png" / f"{index}-alone")
+        assert len(ours) == len(theirs), form
+        for page, ((text, pixels), (text_alone, pixels_alone)) in enumerate(zip(ours, theirs, strict=True), start=1):
+            assert text == text_alone, f"{form.name} page {page}: text"
+            assert pixels == pixels_alone, f"{form.name} page {page}: pixels at 100 dpi"
+            compared += 1
+    assert compared >= len(forms)
+
+
+def test_jinzhong_is_converted_alone_because_libreoffice_lays_it_out_differently_among_others(
+        built_data: Path, tmp_path: Path) -> None:
+    """Why bundle.combinable refuses 晋中's template: in a document of two of its forms,
+    LibreOffice 7.4 draws the repeated header of the 评分表 (which starts a cell merged down
+    the table) without that cell's text on the continued page. Should this test fail after a
+    LibreOffice upgrade, the rule may go."""
+    form = next(built_data.rglob("数字城管运行费.docx"))
+    merged = tmp_path / "two.docx"
+    bundle.merge_docx([form, form], None, datetime.datetime(2020, 12, 31, tzinfo=datetime.UTC),
+                      marked=merged)
+    alone = tmp_path / "alone.docx"
+    shutil.copy(form, alone)
+    _alone([merged, alone], tmp_path, tmp_path / "profile")
+    source = pdfpages.Source((tmp_path / "two.pdf").read_bytes())
+    (first, count), _ = pdfpages.split(source, 2)
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(pdfpages.cut(source, first, count, "数字城管运行费", datetime.datetime(2020, 12, 31, tzinfo=datetime.UTC)))
+    ours, theirs = _pages(cut, tmp_path / "cut"), _pages(tmp_path / "alone.pdf", tmp_path / "alone")
+    assert len(ours) == len(theirs) == 3
+    assert ours[:2] == theirs[:2]
+    assert ours[2] != theirs[2]
+    assert theirs[2][0].split()[0] == "评分表".encode() and ours[2][0].split()[0] != "评分表".encode()
