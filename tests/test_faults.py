@@ -34,6 +34,7 @@ def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     scratch.chmod(0o777)
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setenv("XDG_CACHE_HOME", str(scratch / "cache"))
+    monkeypatch.setenv("REPORTGEN_KEEP_LIBREOFFICE", "0")  # no LibreOffice outlives these builds
     return scratch
 
 
@@ -100,7 +101,7 @@ def test_ctrl_c_during_conversion_leaves_no_process_and_no_partial_file(tmp_path
     assert process.returncode == 130, errors
     assert "已中断：未完成的文件已删除，之前生成的文件保持不变。" in errors
     assert "Traceback" not in errors
-    assert soffice_processes() == []
+    wait_for(lambda: soffice_processes() == [], seconds=5)  # a LibreOffice starting as the build ended ends too
     assert leftovers(tmp_path / "out") == []
     assert list((tmp_path / "out").rglob("*.pdf")) == []  # nothing was finished, nothing half-done
 
@@ -111,7 +112,7 @@ def test_sigterm_is_cleaned_up_like_ctrl_c(tmp_path: Path) -> None:
     process.terminate()
     process.communicate(timeout=60)
     assert process.returncode == 130
-    assert soffice_processes() == []
+    wait_for(lambda: soffice_processes() == [], seconds=5)  # a LibreOffice starting as the build ended ends too
     assert leftovers(tmp_path / "out") == []
 
 
@@ -283,4 +284,4 @@ def test_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(
     assert "Traceback" not in errors
     assert {k: v for k, v in digests(out).items() if k in before} == before
     assert leftovers(out) == []
-    assert soffice_processes() == []
+    wait_for(lambda: soffice_processes() == [], seconds=5)  # a LibreOffice starting as the build ended ends too

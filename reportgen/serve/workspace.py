@@ -392,8 +392,10 @@ class Workspace:
         jobs = building.plan(plannable, self.out, building.Options())
         state = building.State(self.out)
         failed = [c for c in results if not c.ok]
-        bundles = {b.folder: b for b in building.plan_bundles([j for j in jobs if j.checked.ok], failed,
-                                                             building.Report())}
+        ok = [j for j in jobs if j.checked.ok]
+        planned = building.plan_bundles(ok, failed, building.Report())
+        building.plan_chunks(ok, planned, building.Options())  # a form's PDF depends on its chunk too
+        bundles = {b.folder: b for b in planned}
         units: dict[Path, dict] = {}
         for job in jobs:
             folder = job.folder
