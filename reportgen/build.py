@@ -773,6 +773,8 @@ class _Assembly:
             return
         if not any(id(chunk) in self.fallen_back for chunk in self.chunks_of.get(item.folder, [])):
             self.state.record(item.key(self.out), item.fingerprint, item.outputs)
+        for chunk in self.chunks_of.get(item.folder, []):
+            self.sources.pop(id(chunk), None)  # its PDF, read: not needed any more
         self.written.append(item)
         self.progress("打包", len(self.written), len(self.by_folder))
 

@@ -167,7 +167,8 @@ class _Processes:
         self._live: set[subprocess.Popen] = set()
         self._groups: set[int] = set()  # LibreOffice left running by an earlier build, in use
         self.stopping = False
-        self.server_cpu, self.server_peak_kb = 0.0, 0  # of LibreOffice processes kept running
+        self.server_cpu = 0.0  # of LibreOffice processes kept running
+        self.server_peaks: dict[str, int] = {}
 
     def start(self, command: list[str]) -> subprocess.Popen:
         with self._lock:
@@ -198,12 +199,13 @@ class _Processes:
         with self._lock:
             self._live.discard(process)
 
-    def account(self, cpu: float, peak_kb: int) -> None:
+    def account(self, cpu: float, peak_kb: int, slot: str) -> None:
         """What a LibreOffice kept running used, read before it is stopped (its CPU time does
-        not reach this process's children's)."""
+        not reach this process's children's); its largest size, by slot (at most one runs in
+        each at a time)."""
         with self._lock:
             self.server_cpu += cpu
-            self.server_peak_kb += peak_kb
+            self.server_peaks[slot] = max(self.server_peaks.get(slot, 0), peak_kb)
 
     def start_guarded(self, command: list[str]) -> subprocess.Popen:
         """A process that reads its standard input until it closes (``_GUARD``)."""
@@ -555,7 +557,8 @@ class _Office:
     def _account(self) -> None:
         if self.group is not None:
             cpu = group_cpu_seconds(self.group)
-            self.processes.account(max(0.0, (cpu or 0.0) - self.cpu_before), group_peak_kb(self.group))
+            self.processes.account(max(0.0, (cpu or 0.0) - self.cpu_before), group_peak_kb(self.group),
+                                   str(self.profile.folder))
 
     def stop(self) -> None:
         if self.group is not None:
@@ -828,7 +831,7 @@ class Pool:
         """CPU seconds and the largest resident size (MB) of the LibreOffice processes kept
         running (for measurements: those started per batch count as this process's children)."""
         return {"libreoffice_cpu_s": round(self._processes.server_cpu, 3),
-                "libreoffice_peak_mb": round(self._processes.server_peak_kb / 1024, 1)}
+                "libreoffice_peak_mb": round(sum(self._processes.server_peaks.values()) / 1024, 1)}
 
     def inputs_written(self) -> None:
         """Every submitted document is now on disk (or never will be): retries may start."""
