@@ -23,14 +23,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import __version__, bundle, convert, pdfpages, view
+from . import __version__, bundle, convert, view
 from .bundle import SummaryRow
 from .errors import ConvertError, OutputError, Problem, ReportgenError, display_path
+from .load import Source
 from .regions import Region
 from .score import column_total
 from .validate import Checked, check_paths
 from .values import format_decimal, round_half_up
+
+if TYPE_CHECKING:
+    from . import pdfpages
 
 STATE_FOLDER = ".reportgen"
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -160,18 +165,16 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
 INPUTS_KEY = "#inputs"  # in state.json: the sha256 of every input file of the last build
 
 
-def likely_work(paths: list[Path], state: State) -> int:
+def likely_work(sources: list[Source], state: State) -> int:
     """A guess, made before validating, of how many LibreOffice the build will keep busy: none
     when no input file has changed since the last build, one when a single project file has,
     all otherwise (no last build, a unit or region file changed). Only when LibreOffice starts
     is decided by it; what is built is decided after validation, as always."""
-    from .load import discover
-
     recorded = state.entries.get(INPUTS_KEY, {}).get("files")
     if not isinstance(recorded, dict) or not recorded:
         return 1_000
     changed, seen = 0, set()
-    for source in discover(paths):
+    for source in sources:
         for path in (*source.unit_files, source.path):
             key = str(path.resolve())
             if key in seen:
@@ -673,6 +676,8 @@ class _Assembly:
             self._done(conversion.item)
 
     def _chunk_arrived(self, chunk: Chunk, doc: Path, outcome: convert.Outcome) -> None:
+        from . import pdfpages  # PDFs are read only when there are some
+
         if not isinstance(outcome, Path):
             self._fall_back(chunk, outcome)
             return
@@ -778,10 +783,10 @@ class _Assembly:
         self.written.append(item)
         self.progress("打包", len(self.written), len(self.by_folder))
 
-    def _parts(self, item: Bundle) -> list[tuple[str, _PdfPart]]:
+    def _parts(self, item: Bundle) -> list[tuple[str, Path | tuple[pdfpages.Source, int, int]]]:
         """The 汇总表 and each member in order: pages of a chunk's PDF, or a PDF of its own."""
         chunks = [chunk for chunk in self.chunks_of.get(item.folder, []) if id(chunk) not in self.fallen_back]
-        found: list[tuple[str, _PdfPart]] = []
+        found: list[tuple[str, Path | tuple[pdfpages.Source, int, int]]] = []
         if chunks and chunks[0].with_summary:
             found.append(("汇总表", self._pages(chunks[0], 0)))
         elif item.folder in self.summary_pdfs:
@@ -798,6 +803,8 @@ class _Assembly:
         return found
 
     def _pages(self, chunk: Chunk, part: int) -> tuple[pdfpages.Source, int, int]:
+        from . import pdfpages  # PDFs are read only when there are some
+
         """A part's pages in its chunk's PDF: this build's, or the one kept from before."""
         source = self.sources.get(id(chunk))
         stored = chunk.stored(self.out)
@@ -825,12 +832,12 @@ class _Assembly:
         self.report.failures.append(f"{item.folder}: {reason}，报送包未更新")
 
 
-_PdfPart = Path | tuple[pdfpages.Source, int, int]
 
 
 def _reproducible(pdf: Path, title: str, when: datetime.datetime) -> None:
     """A form's PDF converted alone, with the same bytes whichever LibreOffice process made it
     and whatever it converted before (``pdfpages.canonical``), dated ``when``."""
+    from . import pdfpages
     try:
         data = pdfpages.canonical(pdfpages.Source(pdf.read_bytes()), title, when)
     except (pdfpages.Unsupported, OSError):
@@ -921,6 +928,7 @@ def _merge_pdf(parts: list[tuple[str, Path | tuple[pdfpages.Source, int, int]]],
                when: datetime.datetime) -> None:
     """全部项目.pdf: the parts' pages with their structure and one bookmark each (``pdfpages``);
     PDFs it does not read (PDF/A) are merged with pypdf, without structure."""
+    from . import pdfpages
     try:
         pieces = []
         for name, part in parts:
@@ -981,11 +989,11 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
 
     options = options or Options()
     started, report = time.monotonic(), Report()
-    discover(paths)  # a path that does not exist is a usage error, before anything is written
+    sources = discover(paths)  # a path that does not exist is a usage error, before anything is written
     workers = max(1, options.jobs or os.cpu_count() or 1)
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
-        early = min(workers, likely_work(paths, state))
+        early = min(workers, likely_work(sources, state))
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it
                 pool.launch(early)
