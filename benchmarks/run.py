@@ -12,7 +12,11 @@ For each size N, on a synthetic data tree (``benchmarks.synth``):
     first ones are converted and the rest is extrapolated (first call + mean of the others × (N − 1));
 (d) LibreOffice's floor: the same DOCX split into ``os.cpu_count()`` lists, converted by that many
     concurrent ``soffice --convert-to`` calls with reportgen's export filter (tagged PDF), each
-    with its own fresh profile.
+    with its own fresh profile;
+(d') the warm floor: the same calls with profiles that exist already;
+(a0) a cold build with ``--keep-libreoffice 0``: LibreOffice started by the build, none kept by an
+    earlier one ((a) is measured after a small build that leaves LibreOffice running);
+(e) one project changed (its name), rebuilt: for each region's first project in turn.
 
 All LibreOffice calls get reportgen's font environment (``convert.font_environment()``), so the
 only difference between (a), (c) and (d) is how the work is handed to LibreOffice.

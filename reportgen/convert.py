@@ -1,22 +1,25 @@
 """DOCX → PDF with real LibreOffice: a pool of headless workers, batches, timeouts, retries.
 
 Starting LibreOffice costs far more than converting a one-page form, so documents are handed
-out in batches: one ``soffice --convert-to pdf`` call per worker, as many workers as cores,
-each with its own profile folder (two processes sharing a profile would hand their work to
-each other). A batch may be launched before its documents are written (LibreOffice opens each
-when it reaches it), and each PDF is handed back as soon as it is complete, its text layer
-repaired (``textlayer``), so that the caller renders while LibreOffice starts and bundles while
-it converts. The PDFs are tagged (``TAGGED``): screen readers follow the tables' structure.
+out in batches, as many workers as cores, each with its own profile folder (two processes
+sharing a profile would hand their work to each other), kept warm between builds in the cache
+folder (``profiles``). A real LibreOffice is started ahead of its documents (``Pool.launch``) and
+kept running: each batch is handed to it the way LibreOffice itself hands over a second
+``soffice --convert-to`` (``_Office``), and it is kept for the next build for ``keep`` seconds.
+Without one (another program, or one that does not answer on its pipe), a batch is one
+``soffice --convert-to`` call, launched before its documents are written (LibreOffice opens each
+when it reaches it). Each PDF is handed back as soon as it is complete, its text layer repaired
+(``textlayer``), so that the caller renders while LibreOffice starts and bundles while it
+converts. The PDFs are tagged (``TAGGED``): screen readers follow the tables' structure.
 
 A worker is watched for progress: a new PDF. Each document is given time in proportion to its
 size (``allowance``; the first also LibreOffice's start-up); when that has passed without a new
 PDF, the worker's CPU time decides: a LibreOffice that has stopped working (no CPU for a while)
 is hung, one that still computes is slow and is left alone up to ``timeout`` seconds without a
 new PDF. Either way a hung worker is killed with its whole process group, and its unfinished
-documents are retried once in a fresh process. No LibreOffice process outlives the call, also
-on Ctrl-C.
+documents are retried once in a fresh process. No LibreOffice process outlives the pool, also
+on Ctrl-C, but one kept for the next build (it ends itself once unused for ``keep`` seconds).
 """
-
 from __future__ import annotations
 
 import contextlib
