@@ -395,31 +395,30 @@ class _Worker:
 _KEEPER = r"""
 import fcntl, os, select, signal, subprocess, sys, time
 lock, stamp, idle, command = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
-office = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-os.write(1, b"%d\n" % office.pid)
-os.close(1)
-listening = True
-while office.poll() is None:
-    if listening and select.select([0], [], [], 2.0)[0]:
-        if not os.read(0, 64):
-            if not idle:
-                os.killpg(0, signal.SIGKILL)
-            listening = False
-    elif not listening:
-        time.sleep(2.0)
-    if idle:
-        try:
-            used = os.stat(stamp).st_mtime
-        except OSError:
-            used = 0.0
-        if time.time() - used > idle:
-            handle = os.open(lock, os.O_RDWR | os.O_CREAT)
+try:
+    office = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    os.write(1, b"%d\n" % office.pid)
+    os.close(1)
+    listening = True
+    while office.poll() is None:
+        if listening and select.select([0], [], [], 2.0)[0]:
+            if not os.read(0, 64):
+                if not idle:
+                    break
+                listening = False
+        elif not listening:
+            time.sleep(2.0)
+        if idle and time.time() - os.stat(stamp).st_mtime > idle:
+            handle = os.open(lock, os.O_RDWR)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 os.close(handle)
                 continue
-            os.killpg(0, signal.SIGKILL)
+            break
+finally:  # whatever ends the watch (its slot's files gone too) ends LibreOffice with it
+    os.killpg(0, signal.SIGKILL)
 """
 _GREETING = b"InternalIPC::SendArguments\0"  # what a running LibreOffice says to a second one
 _PIPE_SECONDS = 2.0  # a started LibreOffice opens its pipe within tens of milliseconds

@@ -135,3 +135,20 @@ def test_libreoffice_kept_running_serves_the_next_build_and_ends_when_unused(
         wait_for(lambda: not any(alive(record["pid"]) for record in kept.values()), seconds=30)
     finally:
         end_offices(cache)
+
+
+def test_libreoffice_kept_running_ends_when_its_cache_folder_is_removed(cache: Path, tmp_path: Path) -> None:
+    """Its keeper watches the slot's files: gone (the cache emptied, a test's folder removed),
+    nothing is left running."""
+    finished(start_build(tmp_path / "out", keep=600))
+    kept = offices(cache)
+    assert kept and all(alive(record["pid"]) for record in kept.values())
+    shutil.rmtree(cache)
+    wait_for(lambda: not running_in(cache), seconds=30)
+    assert not any(alive(record["pid"]) for record in kept.values())
+
+
+def running_in(cache: Path) -> list[str]:
+    """Processes (LibreOffice, its keeper) whose command line names the cache folder."""
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if str(cache) in line and " Z" not in line and "ps -ww" not in line]
