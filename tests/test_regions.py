@@ -322,3 +322,12 @@ def test_editing_any_file_of_a_region_rebuilds_exactly_its_forms(county: Path, t
     readme.write_text(readme.read_text(encoding="utf-8") + "\n改过。\n", encoding="utf-8")
     again = build([data], out)
     assert (again.rebuilt, again.skipped) == (1, 2)
+
+
+def test_a_missing_region_folder_and_an_unknown_template_are_clear_errors(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("--regions", "nowhere", "regions")
+    assert (result.exit_code, result.output) == (1, "错误：找不到地区文件夹：nowhere\n")
+    result = run_cli("templates", "dump", "nosuch")
+    assert result.exit_code == 1
+    assert result.output == f"错误：未知的地区「nosuch」（可用：{'、'.join(all_regions())}）\n"
