@@ -15,7 +15,7 @@ from docx import Document
 from docx.text.run import Run
 
 from reportgen.build import build
-from reportgen.regions import all_regions, find_region
+from reportgen.regions import all_regions, find_region, forget_region_folders
 
 from .conftest import BASE_PROJECT, DATA, ROOT, distinct_cells, run_cli
 
@@ -328,6 +328,7 @@ def test_a_missing_region_folder_and_an_unknown_template_are_clear_errors(tmp_pa
     monkeypatch.chdir(tmp_path)
     result = run_cli("--regions", "nowhere", "regions")
     assert (result.exit_code, result.output) == (1, "错误：找不到地区文件夹：nowhere\n")
+    forget_region_folders()  # the next command runs as a new process would
     result = run_cli("templates", "dump", "nosuch")
     assert result.exit_code == 1
     assert result.output == f"错误：未知的地区「nosuch」（可用：{'、'.join(all_regions())}）\n"
