@@ -330,9 +330,10 @@ def combinable(template: Path) -> bool:
 
     LibreOffice 7.4 lays out a repeated table header row (``w:tblHeader``) that starts a cell
     merged down into the rows below differently once the document goes on after the table: the
-    repeated header loses that cell's text and the merged cell runs into the row after it (晋中's
-    评分表). Such forms are converted one by one; every other layout is the same page for page
-    (``tests/test_unit_route.py`` compares every region's forms at 100 dpi).
+    repeated header loses that cell's text and the merged cell runs into the row after it (as
+    晋中's 评分表 did before its label moved under the header). Such forms are converted one by
+    one; every other layout is the same page for page (``tests/test_unit_route.py`` compares
+    every region's forms at 100 dpi).
     """
     try:
         stat = template.stat()

@@ -78,6 +78,7 @@ class Cell:
     align: str = "center"  # w:jc
     vmerge: str | None = None  # fixed vertical merge: "restart" | "continue"
     vertical: bool = False  # text runs top to bottom (北京丰台's 一级 labels)
+    open_sides: tuple[str, ...] = ()  # sides drawn without a border ("top", "bottom")
 
 
 @dataclass(frozen=True)
@@ -487,11 +488,16 @@ def jinzhong() -> tuple[Block, ...]:
     )
     s = JZ_SCORE
     score = (
-        row(s, top("评分表"), c("二级指标"), c("三级指标"), c("指标分值"), c("评价得分"), header=True),
+        # 「评分表」 heads its column from the first row under the header, which has no border
+        # below it: LibreOffice 7.4 lays out a repeated header row that starts a vertical merge
+        # differently in a document of several forms (bundle.combinable).
+        row(s, Cell(open_sides=("bottom",)), c("二级指标"), c("三级指标"), c("指标分值"), c("评价得分"),
+            header=True),
         *loop(
             s,
             "for group in scorecard",
-            row(s, UP, lc("{{ group.name }}:"), c(""), c(tag("group.weight")), c(tag("group.score"))),
+            row(s, Cell("{% vmerge loop.first %}评分表", open_sides=("top",)), lc("{{ group.name }}:"), c(""),
+                c(tag("group.weight")), c(tag("group.score"))),
             *loop(
                 s,
                 "for item in group.rows",
@@ -673,6 +679,11 @@ def make_cell(cell: Cell, width: int, grid_span: int, font: Font, valign: str) -
         tcpr.append(el("w:gridSpan", val=str(grid_span)))
     if cell.vmerge:
         tcpr.append(el("w:vMerge", val=cell.vmerge))
+    if cell.open_sides:
+        borders = el("w:tcBorders")
+        for side in cell.open_sides:
+            borders.append(el(f"w:{side}", val="nil"))
+        tcpr.append(borders)
     if cell.vertical:
         # Top to bottom with upright Chinese characters, like the seed's one-per-line label.
         tcpr.append(el("w:textDirection", val="tbRlV"))
