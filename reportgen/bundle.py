@@ -19,7 +19,7 @@ import json
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -250,28 +250,94 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
     composer = _composer()(new_docx(str(parts[0])))
     body = composer.doc.element.body
     members = [(_Defaults.of(composer.doc), [child for child in body if child.tag != _w("sectPr")])]
+    sentinel = body[-1]  # the body's own w:sectPr, which stays last
+    verbatim: dict[str, _Defaults] = {}  # package parts → defaults, of parts docxcompose took as they were
     for part in parts[1:]:
-        document = new_docx(str(part))
-        start = len(body) - 1  # the body ends with its w:sectPr
+        end = sentinel.getprevious()
         section = _new_section(composer.doc)
-        members[-1][1].extend(list(body)[start:-1])  # a paragraph made to hold the break ends the part before
-        start = len(body) - 1
-        composer.append(document)
-        members.append((_Defaults.of(document), list(body)[start:-1]))
+        if sentinel.getprevious() is not end:  # a paragraph made to hold the break ends the part before
+            members[-1][1].append(sentinel.getprevious())
+        end = sentinel.getprevious()
+        package = _Package.read(part)
+        if package.plain and package.signature in verbatim:
+            for element in package.body:
+                sentinel.addprevious(element)
+            defaults, last_section = verbatim[package.signature], package.section
+            appended = package.body
+        else:
+            document = new_docx(str(part))
+            composer.append(document)
+            defaults, last_section = _Defaults.of(document), document.sections[-1]
+            appended = list(end.itersiblings())[:-1]
+            if package.plain and _same_elements(package.body, appended):
+                verbatim[package.signature] = defaults
+        members.append((defaults, appended))
         for name in _PAGE_SETUP:
-            setattr(section, name, getattr(document.sections[-1], name))
+            setattr(section, name, getattr(last_section, name))
     _keep_defaults(composer.doc, members)
     if marked is not None:
         for index, (_, elements) in enumerate(members):
             _mark(elements, index)
     package = io.BytesIO()
     composer.save(package)
-    data = package.getvalue()
-    if marked is not None:
-        write_normalized_docx(data, marked, when)
-        data = _without_markers(data)
+    with zipfile.ZipFile(package) as saved:
+        entries = [(info.filename, saved.read(info)) for info in saved.infolist()]
+    if marked is not None:  # read once by LibreOffice: not worth compressing
+        write_package(entries, marked, when, compression=zipfile.ZIP_STORED)
+        entries = [(name, _MARKERS.sub(b"", data) if name == "word/document.xml" else data) for name, data in entries]
     if target is not None:
-        write_normalized_docx(data, target, when)
+        write_package(entries, target, when)
+
+
+_OWN_PARTS = ("word/document.xml", "docProps/")  # what differs between forms of one template
+# What makes docxcompose change a part's body beyond copying it: lists (numbering restarts),
+# notes and comments (renumbered), anything that refers to a relationship (images, links, headers).
+_NEEDS_COMPOSER = (
+    ".//w:numPr|.//w:footnoteReference|.//w:endnoteReference|.//w:commentReference"
+    "|.//@*[namespace-uri()='http://schemas.openxmlformats.org/officeDocument/2006/relationships']"
+)
+
+
+@dataclass
+class _Package:
+    """A part of a merge read as a zip: its body's elements, its last section, and what stands
+    for every other file of the package (styles, numbering, relationships, media…)."""
+
+    body: list[Element]
+    section: Section
+    signature: str
+    plain: bool  # nothing in the body that docxcompose would rewrite (``_NEEDS_COMPOSER``)
+
+    @classmethod
+    def read(cls, path: Path) -> _Package:
+        from docx.oxml.parser import parse_xml
+        from docx.section import Section
+
+        with zipfile.ZipFile(path) as package:
+            # The zip's own checksum and size of each file stand for its bytes.
+            signature = repr(sorted((info.filename, info.CRC, info.file_size) for info in package.infolist()
+                                    if not info.filename.startswith(_OWN_PARTS)))
+            document = parse_xml(package.read("word/document.xml"))
+        body = document.find(_w("body"))
+        elements = [child for child in body if child.tag != _w("sectPr")]
+        needs_composer = _compiled(_NEEDS_COMPOSER)
+        plain = not any(needs_composer(element) for element in elements)
+        return cls(elements, Section(body.get_or_add_sectPr(), None), signature, plain)
+
+
+@functools.cache
+def _compiled(xpath: str) -> Callable[[Element], list]:
+    from lxml import etree
+
+    return etree.XPath(xpath, namespaces={"w": _W})
+
+
+def _same_elements(ours: list[Element], merged: list[Element]) -> bool:
+    """Whether docxcompose appended these elements exactly as they were."""
+    from lxml import etree
+
+    return len(ours) == len(merged) and all(
+        etree.tostring(mine) == etree.tostring(theirs) for mine, theirs in zip(ours, merged, strict=True))
 
 
 _MARKER_ID = 2_000_000_000  # bookmark ids of the markers (docxcompose renumbers every bookmark anyway)
@@ -292,18 +358,6 @@ def _mark(elements: list[Element], index: int) -> None:
     position = 1 if len(paragraph) and paragraph[0].tag == _w("pPr") else 0
     paragraph.insert(position, end)
     paragraph.insert(position, start)
-
-
-def _without_markers(package: bytes) -> bytes:
-    """The package with the part markers taken out of word/document.xml again."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(package)) as old, zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as new:
-        for info in old.infolist():
-            data = old.read(info)
-            if info.filename == "word/document.xml":
-                data = _MARKERS.sub(b"", data)
-            new.writestr(info, data)
-    return buffer.getvalue()
 
 
 @functools.cache

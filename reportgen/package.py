@@ -68,16 +68,17 @@ def _stamp_core(xml: bytes, when: datetime.datetime | None, title: str | None) -
 
 
 def write_package(
-    entries: list[tuple[str, bytes]], target: Path, when: datetime.datetime | None, title: str | None = None
+    entries: list[tuple[str, bytes]], target: Path, when: datetime.datetime | None, title: str | None = None,
+    compression: int = zipfile.ZIP_DEFLATED,
 ) -> None:
     """Write a DOCX package atomically, every entry dated ``when``: same content, same bytes."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+    with zipfile.ZipFile(buffer, "w", compression) as package:
         for name, data in entries:
             if name == CORE_PART:
                 data = _stamp_core(data, when, title)
             entry = zipfile.ZipInfo(name, zip_time(when))
-            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.compress_type = compression
             entry.external_attr = 0o644 << 16
             package.writestr(entry, data)
     write_bytes(target, buffer.getvalue())

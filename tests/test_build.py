@@ -331,12 +331,12 @@ def test_a_units_forms_are_converted_in_chunks_of_a_fixed_size(tmp_path: Path) -
 
 
 def test_forms_laid_out_differently_among_others_are_converted_alone(tmp_path: Path) -> None:
-    """LibreOffice lays out 晋中's 评分表 (a repeated header row that starts a merged cell)
-    differently in a document of many forms: those forms are converted one by one."""
+    """LibreOffice lays out a repeated header row that starts a merged cell (晋中's 评分表 as it
+    was) differently in a document of many forms: those forms are converted one by one."""
     from reportgen.build import Bundle, plan_chunks
 
-    jinzhong = DATA.parent / "templates/docx/jinzhong/form.docx"
-    jobs = _jobs(tmp_path, [2000] * 3, jinzhong)
+    header_starts_merge = Path(__file__).parent / "fixtures" / "header-row-starts-merge.docx"
+    jobs = _jobs(tmp_path, [2000] * 3, header_starts_merge)
     chunks = plan_chunks(jobs, [Bundle(tmp_path / "out/2023/单位", jobs, "unit")], Options())
     assert [(len(chunk.jobs), chunk.with_summary) for chunk in chunks] == [(0, True)]  # the summary alone
     assert all(job.chunk is None for job in jobs)

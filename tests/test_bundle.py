@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import hashlib
 import re
@@ -174,6 +175,54 @@ def test_merged_docx_keeps_each_parts_page_setup(tmp_path: Path) -> None:
     assert all(section.start_type == WD_SECTION.NEW_PAGE for section in merged.sections[1:])
     # Each section break is kept in its part's last paragraph: no empty line is added to any part.
     assert [p.text for p in merged.paragraphs] == ["汇总表", "横向的表", "纵向的表"]
+
+
+def test_forms_of_one_template_are_merged_as_docxcompose_would(built_data: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forms rendered from one template share every file but their text: after the first,
+    merge_docx appends their bodies as they are instead of through docxcompose. The merged
+    document is byte for byte what docxcompose alone gives, for every unit of data/."""
+    from reportgen import bundle
+
+    units = sorted({form.parent for form in built_data.rglob("*.docx")})
+    merged, appended = {}, []
+    read = bundle._Package.read
+    monkeypatch.setattr(bundle._Package, "read", lambda path: appended.append(read(path)) or appended[-1])
+    for unit in units:
+        forms = sorted(form for form in unit.glob("*.docx") if form.name != "全部项目.docx")
+        summary = tmp_path / unit.name / "汇总表.docx"
+        summary.parent.mkdir()
+        bundle.write_summary_docx("汇总表", [], summary, WHEN)
+        parts = [summary, *forms, *forms]  # twice: every form after the first of its template
+        bundle.merge_docx(parts, summary.with_name("fast.docx"), WHEN, marked=summary.with_name("fast-marked.docx"))
+        merged[unit] = parts
+    assert len(appended) == sum(len(parts) - 1 for parts in merged.values())
+    assert all(package.plain for package in appended)  # so each form's second copy skipped docxcompose
+    monkeypatch.setattr(bundle._Package, "read", lambda path: dataclasses.replace(read(path), plain=False))
+    for unit, parts in merged.items():
+        folder = tmp_path / unit.name
+        bundle.merge_docx(parts, folder / "composed.docx", WHEN, marked=folder / "composed-marked.docx")
+        assert (folder / "fast.docx").read_bytes() == (folder / "composed.docx").read_bytes(), unit.name
+        assert (folder / "fast-marked.docx").read_bytes() == (folder / "composed-marked.docx").read_bytes(), unit.name
+
+
+@pytest.mark.parametrize(
+    ("body", "plain"),
+    [
+        ("<w:p><w:r><w:t>正文</w:t></w:r></w:p>", True),
+        ('<w:p><w:pPr><w:numPr><w:ilvl w:val="0"/><w:numId w:val="1"/></w:numPr></w:pPr></w:p>', False),
+        ('<w:p><w:r><w:footnoteReference w:id="1"/></w:r></w:p>', False),
+        ('<w:p><w:hyperlink xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" '
+         'r:id="rId9"><w:r><w:t>链接</w:t></w:r></w:hyperlink></w:p>', False),
+    ],
+    ids=["text", "list", "footnote", "relationship"],
+)
+def test_only_bodies_docxcompose_would_copy_as_they_are_skip_it(tmp_path: Path, body: str, plain: bool) -> None:
+    """Lists (numbering restarts), notes and anything pointing at a relationship go through
+    docxcompose, which rewrites them."""
+    from reportgen.bundle import _Package
+
+    assert _Package.read(_part(tmp_path / "part.docx", "", 24, 0, body)).plain is plain
 
 
 # --- each part of a merged DOCX keeps its document defaults ---------------------------------------
