@@ -20,13 +20,15 @@ dates are given, and the file identifier is a hash of the bytes.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import functools
 import hashlib
 import itertools
+import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 MARKER_PREFIX = "rgpart"  # bookmark names in a merged DOCX: rgpart0, rgpart1, …
@@ -236,11 +238,23 @@ class Source:
 
     def raw(self, number: int) -> bytes:
         """The object as written, from its number to its ``endobj``."""
-        start = self.offsets[number]
-        end = self.data.rfind(b"endobj", start, self._ends[number])
+        start, end = self.offsets[number], self._ends[number]
+        if self.data.endswith(b"endobj\n", start, end):  # as LibreOffice writes every object
+            return self.data[start:end]
+        end = self.data.rfind(b"endobj", start, end)
         if end < 0:
             raise Unsupported(f"object {number}")
         return self.data[start : end + len(b"endobj")] + b"\n"
+
+    def containing(self, positions: Iterable[int]) -> list[int]:
+        """The numbers of the objects in which these byte positions lie, in order, once each."""
+        starts = sorted((offset, number) for number, offset in self.offsets.items())
+        found: dict[int, None] = {}
+        for position in sorted(positions):
+            index = bisect.bisect_right(starts, (position, math.inf)) - 1
+            if index >= 0 and position < self._ends[starts[index][1]]:
+                found[starts[index][1]] = None
+        return list(found)
 
     def pieces(self, number: int) -> tuple[list[bytes], list[int], bytes]:
         """An object's dictionary or value cut around its references (text, number, text, …)
@@ -888,6 +902,7 @@ def _info(original: dict, title: str, when: datetime.datetime) -> dict:
 # fonts that process has embedded so far: the same document gives other bytes when converted
 # second. The number is in the font's clear text and in its encrypted part (eexec).
 _UNIQUE_ID = re.compile(rb"/UniqueID (\d+) def")
+_LENGTH2 = re.compile(rb"/Length2\b")  # a Type 1 font program's dictionary (its stream is compressed)
 _UNIQUE_BASE = 4_100_000
 _EEXEC_KEY, _C1, _C2 = 55665, 52845, 22719
 
@@ -900,7 +915,8 @@ def canonical(source: Source, title: str | None = None, when: datetime.datetime 
     replaced: dict[int, bytes] = {}
     dropped: set[int] = set()
     ordinal = 0
-    for number in sorted(source.offsets):
+    candidates = source.containing(match.start() for match in _LENGTH2.finditer(source.data))
+    for number in sorted(candidates):
         head = source.object(number).head
         if b"/Length2" in head and b"/Length1" in head and b"/Length3" in head:
             ordinal += 1
