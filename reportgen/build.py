@@ -31,13 +31,14 @@ from .errors import ConvertError, OutputError, Problem, ReportgenError, display_
 from .load import Source
 from .regions import Region
 from .score import column_total
-from .validate import Checked, check_paths
+from .validate import CheckCache, Checked, check_paths
 from .values import format_decimal, round_half_up
 
 if TYPE_CHECKING:
     from . import pdfpages
 
 STATE_FOLDER = ".reportgen"
+CHECKED_FILE = "checked.pickle"  # what checking each project found (validate.CheckCache)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -997,7 +998,9 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it
                 pool.launch(early)
-        results = check_paths(paths)
+        checked_before = CheckCache(out / STATE_FOLDER / CHECKED_FILE)
+        results = check_paths(paths, checked_before)
+        checked_before.save()
         digests: dict[Path, str] = {}
         # The whole tree is planned, also for a shard: what is built of a unit depends on the
         # units around it no more than on the machine (see ``in_shard``).

@@ -7,13 +7,18 @@ scoring findings are all reported at the user's line and in the user's words.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import pickle
+import sys
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import pydantic
 from pydantic import BaseModel, ValidationError
 
 from . import checks, view
@@ -460,10 +465,84 @@ def _missing_declared(project: Project, region: Region) -> Iterator[tuple[Loc, s
                 yield ("indicators", index), f"缺少必填项「{declared.label}」（{region.name}的表格要求）"
 
 
-def check_all(sources: list[Source]) -> list[Checked]:
+class CheckCache:
+    """What an earlier build found checking each project, kept in its output folder: the same
+    project file, unit files, regions, fonts and reportgen give the same ``Checked`` (problems,
+    scores and all), so a build that finds nothing changed does not check anything again.
+
+    The file is the build's own (written by it, beside its other outputs, trusted like them); one
+    that cannot be read is ignored and written anew.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with path.open("rb") as stored:
+                self.entries: dict[str, bytes] = pickle.load(stored)
+            if not isinstance(self.entries, dict):
+                raise TypeError("not a dict")
+        except (OSError, EOFError, pickle.UnpicklingError, TypeError, ValueError, AttributeError, ImportError):
+            self.entries = {}
+        self.used: dict[str, bytes] = {}
+        self._setting: str | None = None
+        self._regions: dict[str, Region] = {}
+
+    def check(self, source: Source, files: Files) -> Checked:
+        """The source checked: from the cache when nothing it depends on has changed."""
+        key = self._key(source, files)
+        if key is not None and key in self.entries:
+            with contextlib.suppress(Exception):  # anything unreadable is checked again
+                checked, region_id = pickle.loads(self.entries[key])
+                checked.source = source
+                checked.region = self._regions[region_id] if region_id is not None else None
+                self.used[key] = self.entries[key]
+                return checked
+        checked = check_source(source, files)
+        if key is not None:
+            region, checked.region = checked.region, None  # the registry's own object comes back
+            self.used[key] = pickle.dumps((checked, region.id if region else None), pickle.HIGHEST_PROTOCOL)
+            checked.region = region
+        return checked
+
+    def save(self) -> None:
+        """Keep this build's entries (only these: the file does not grow with old versions)."""
+        if self.used != self.entries:
+            from .package import write_bytes
+
+            with contextlib.suppress(OSError):  # a cache not written costs the next build time only
+                write_bytes(self.path, pickle.dumps(self.used, pickle.HIGHEST_PROTOCOL))
+
+    def _key(self, source: Source, files: Files) -> str | None:
+        digest = hashlib.sha256(self._settings().encode())
+        try:
+            for path in (*source.unit_files, source.path):
+                digest.update(b"\0%s\0%s" % (files.name(path).encode(errors="surrogateescape"), path.read_bytes()))
+        except OSError:
+            return None  # checked as usual, which reports it
+        return digest.hexdigest()
+
+    def _settings(self) -> str:
+        """What every project's checking depends on besides its files: reportgen and Python,
+        every region's files (messages name other regions), the fonts (glyph warnings)."""
+        if self._setting is None:
+            from . import __version__, glyphs
+
+            digest = hashlib.sha256(f"{__version__}\0{sys.version}\0{pydantic.VERSION}".encode())
+            self._regions = all_regions()
+            for region in self._regions.values():
+                digest.update(f"\0{region.id}\0{region.origin}\0{region.folder}".encode())
+                for path in region.files():
+                    digest.update(b"\0%s\0%s" % (str(path).encode(errors="surrogateescape"), path.read_bytes()))
+            coverage = glyphs.coverage()
+            digest.update(repr(coverage.ranges if coverage else None).encode())
+            self._setting = digest.hexdigest()
+        return self._setting
+
+
+def check_all(sources: list[Source], cache: CheckCache | None = None) -> list[Checked]:
     """Every project, then the checks across projects (one name per unit and year)."""
     files = Files()
-    results = [check_source(source, files) for source in sources]
+    results = [cache.check(source, files) if cache else check_source(source, files) for source in sources]
     _report_unit_files_once(results, files)
     seen: dict[tuple, Checked] = {}
     for checked in results:
@@ -494,9 +573,9 @@ def _report_unit_files_once(results: list[Checked], files: Files) -> None:
         checked.problems = kept
 
 
-def check_paths(paths: list[Path]) -> list[Checked]:
+def check_paths(paths: list[Path], cache: CheckCache | None = None) -> list[Checked]:
     """Every project under the paths; a data folder's own ``regions/`` are known first."""
     from .load import discover
 
     add_region_folders(data_region_folders(paths))
-    return check_all(discover(paths))
+    return check_all(discover(paths), cache)

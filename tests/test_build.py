@@ -405,3 +405,70 @@ echo call >> "{calls}"
     assert outcomes[docs[1]] == docs[1].with_suffix(".pdf")
     assert outcomes[docs[2]] == "LibreOffice 未能转换 never.docx：退出码 0"
     assert calls.read_text(encoding="utf-8").count("call") == 2  # the batch, then b alone
+
+
+# --- what checking found is kept for the next build (validate.CheckCache) ---------------------
+
+
+def _counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The project files checked from here on (not taken from the cache)."""
+    from reportgen import validate
+
+    checked: list[Path] = []
+    check_source = validate.check_source
+
+    def counting(source, files=None):
+        checked.append(source.path)
+        return check_source(source, files)
+
+    monkeypatch.setattr(validate, "check_source", counting)
+    return checked
+
+
+def test_a_rebuild_takes_what_checking_found_from_the_last_build(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    out = tmp_path / "out"
+    options = Options(keep=0)
+    first = build([data], out, options)
+    assert first.ok and (out / ".reportgen/checked.pickle").is_file()
+    checked = _counting_checks(monkeypatch)
+    again = build([data], out, options)
+    assert checked == []
+    assert again.problems == first.problems and again.rebuilt == 0  # every warning, where it was
+    project = next(data.glob("2022/*/[!_]*.yaml"))
+    project.write_text(project.read_text(encoding="utf-8").replace("项目名称: ", "项目名称: 新", 1), encoding="utf-8")
+    changed = build([data], out, options)
+    assert checked == [project] and changed.rebuilt >= 1
+    unit = next(data.glob("2023/*/_unit.yaml"))
+    unit.write_text(unit.read_text(encoding="utf-8") + "\n# 改过\n", encoding="utf-8")
+    checked.clear()
+    build([data], out, options)
+    assert sorted(checked) == sorted(p for p in unit.parent.glob("*.yaml") if p.name != "_unit.yaml")
+
+
+def test_a_changed_region_or_a_broken_cache_means_checking_again(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen.regions import all_regions
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    regions = tmp_path / "regions"
+    shutil.copytree(all_regions()["shenzhen-longhua"].folder, regions / "shenzhen-longhua")
+    monkeypatch.setenv("REPORTGEN_REGIONS", str(regions))
+    out = tmp_path / "out"
+    assert build([data], out, Options(keep=0)).ok
+    checked = _counting_checks(monkeypatch)
+    projects = sorted(p for p in data.rglob("*.yaml") if p.name != "_unit.yaml")
+    readme = regions / "shenzhen-longhua" / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8") + "\n补充说明。\n", encoding="utf-8")
+    build([data], out, Options(keep=0))
+    assert sorted(checked) == projects  # any file of any region: messages name other regions
+    checked.clear()
+    (out / ".reportgen/checked.pickle").write_bytes(b"not a pickle")
+    report = build([data], out, Options(keep=0))
+    assert report.ok and sorted(checked) == projects
+    checked.clear()
+    build([data], out, Options(keep=0))
+    assert checked == []  # written anew
