@@ -241,6 +241,10 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
     one takes that of most parts, and the runs and paragraphs of the other parts get theirs back
     as direct formatting (see ``_keep_defaults``).
 
+    Forms of one template share every file but their text: once docxcompose has taken the first
+    of them as it was, the others are appended as they are, and those at the end as text, into
+    the saved document (``_splice``): the same bytes, without reading them into elements.
+
     ``marked``: the same document written there too, with a bookmark at the start of each part
     (``pdfpages.marker_name``), for LibreOffice to export as named destinations: where each part
     begins in the PDF of the whole (see ``pdfpages``). The markers print nothing.
@@ -252,20 +256,29 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
     members = [(_Defaults.of(composer.doc), [child for child in body if child.tag != _w("sectPr")])]
     sentinel = body[-1]  # the body's own w:sectPr, which stays last
     verbatim: dict[str, _Defaults] = {}  # package parts → defaults, of parts docxcompose took as they were
-    for part in parts[1:]:
+    packages = [_Package.read(part) for part in parts[1:]]
+    tail = _splice_start(packages, composer.doc.element)
+    spliced: list[_Package] = []
+    for index, package in enumerate(packages):
+        known = verbatim.get(package.signature)
+        if index >= tail and known is not None and _chosen(members, known, len(packages) - index) == known:
+            spliced = packages[index:]
         end = sentinel.getprevious()
         section = _new_section(composer.doc)
         if sentinel.getprevious() is not end:  # a paragraph made to hold the break ends the part before
             members[-1][1].append(sentinel.getprevious())
         end = sentinel.getprevious()
-        package = _Package.read(part)
+        if spliced:
+            for name in _PAGE_SETUP:
+                setattr(section, name, getattr(package.section, name))
+            break
         if package.plain and package.signature in verbatim:
             for element in package.body:
                 sentinel.addprevious(element)
             defaults, last_section = verbatim[package.signature], package.section
             appended = package.body
         else:
-            document = new_docx(str(part))
+            document = new_docx(str(package.path))
             composer.append(document)
             defaults, last_section = _Defaults.of(document), document.sections[-1]
             appended = list(end.itersiblings())[:-1]
@@ -274,7 +287,7 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
         members.append((defaults, appended))
         for name in _PAGE_SETUP:
             setattr(section, name, getattr(last_section, name))
-    _keep_defaults(composer.doc, members)
+    _keep_defaults(composer.doc, members, [verbatim[package.signature] for package in spliced])
     if marked is not None:
         for index, (_, elements) in enumerate(members):
             _mark(elements, index)
@@ -282,6 +295,9 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
     composer.save(package)
     with zipfile.ZipFile(package) as saved:
         entries = [(info.filename, saved.read(info)) for info in saved.infolist()]
+    if spliced:
+        entries = [(name, _splice(data, spliced, len(members), marked is not None) if name == "word/document.xml"
+                    else data) for name, data in entries]
     if marked is not None:  # read once by LibreOffice: not worth compressing
         write_package(entries, marked, when, compression=zipfile.ZIP_STORED)
         entries = [(name, _MARKERS.sub(b"", data) if name == "word/document.xml" else data) for name, data in entries]
@@ -296,33 +312,169 @@ _NEEDS_COMPOSER = (
     ".//w:numPr|.//w:footnoteReference|.//w:endnoteReference|.//w:commentReference"
     "|.//@*[namespace-uri()='http://schemas.openxmlformats.org/officeDocument/2006/relationships']"
 )
+# What a body spliced in as text may not hold: besides the above, what the merge or saving renumbers
+# (bookmarks, drawings), sections of its own, and elements a paragraph may hold paragraphs in or a
+# paragraph's properties their own properties in (text boxes, tracked changes).
+_NOT_AS_TEXT = re.compile(
+    rb"<w:(?:numPr|footnoteReference|endnoteReference|commentReference|bookmarkStart|bookmarkEnd|sectPr"
+    rb"|txbxContent|pPrChange|rPrChange|customXml|sdt)[ />]|<(?:wp|pic|v|o|mc|w14|wps):"
+)
+_RELATIONSHIPS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_DECLARATION = re.compile(rb'\s(xmlns(?::[\w.-]+)?|[\w.-]+:Ignorable)="([^"]*)"')
+_PARAGRAPH = re.compile(rb"<w:p(?=[ >/])[^>]*?(/?)>")
 
 
 @dataclass
 class _Package:
-    """A part of a merge read as a zip: its body's elements, its last section, and what stands
-    for every other file of the package (styles, numbering, relationships, media…)."""
+    """A part of a merge read as a zip: its document.xml, and what stands for every other file
+    of the package (styles, numbering, relationships, media…); its body's elements and last
+    section when asked for."""
 
-    body: list[Element]
-    section: Section
+    path: Path
+    xml: bytes
     signature: str
-    plain: bool  # nothing in the body that docxcompose would rewrite (``_NEEDS_COMPOSER``)
 
     @classmethod
     def read(cls, path: Path) -> _Package:
-        from docx.oxml.parser import parse_xml
-        from docx.section import Section
-
         with zipfile.ZipFile(path) as package:
             # The zip's own checksum and size of each file stand for its bytes.
             signature = repr(sorted((info.filename, info.CRC, info.file_size) for info in package.infolist()
                                     if not info.filename.startswith(_OWN_PARTS)))
-            document = parse_xml(package.read("word/document.xml"))
-        body = document.find(_w("body"))
-        elements = [child for child in body if child.tag != _w("sectPr")]
+            return cls(path, package.read("word/document.xml"), signature)
+
+    @functools.cached_property
+    def _parsed(self) -> Element:
+        from docx.oxml.parser import parse_xml
+
+        return parse_xml(self.xml).find(_w("body"))
+
+    @functools.cached_property
+    def body(self) -> list[Element]:
+        return [child for child in self._parsed if child.tag != _w("sectPr")]
+
+    @functools.cached_property
+    def section(self) -> Section:
+        from docx.section import Section
+
+        return Section(self._parsed.get_or_add_sectPr(), None)
+
+    @functools.cached_property
+    def plain(self) -> bool:
+        """Nothing in the body that docxcompose would rewrite (``_NEEDS_COMPOSER``)."""
         needs_composer = _compiled(_NEEDS_COMPOSER)
-        plain = not any(needs_composer(element) for element in elements)
-        return cls(elements, Section(body.get_or_add_sectPr(), None), signature, plain)
+        return not any(needs_composer(element) for element in self.body)
+
+    @functools.cached_property
+    def text(self) -> tuple[bytes, bytes, dict[bytes, bytes]] | None:
+        """Its body's content and its last w:sectPr as written, and what its root declares (names
+        of namespaces, mc:Ignorable); None if it cannot be spliced in as text (``_NOT_AS_TEXT``)."""
+        root = re.search(rb"<w:document\b[^>]*>", self.xml)
+        opening = re.search(rb"<w:body\b[^>]*>", self.xml)
+        closing = self.xml.rfind(b"</w:body>")
+        if opening is None or root is None or closing < 0:
+            return None
+        section = self.xml.rfind(b"<w:sectPr", opening.end(), closing)
+        content = self.xml[opening.end() : section]
+        declared = {**dict(_DECLARATION.findall(root[0])), **dict(_DECLARATION.findall(opening[0]))}
+        relationships = [name.split(b":")[-1] for name, uri in declared.items() if uri == _RELATIONSHIPS.encode()]
+        if (section < 0 or _NOT_AS_TEXT.search(content) or not content.endswith((b"</w:p>", b"</w:tbl>"))
+                or any(re.search(rb"\s%s:[\w-]+=" % re.escape(prefix), content) for prefix in relationships)
+                or _PARAGRAPH.search(content) is None):
+            return None
+        return content, self.xml[section:closing], declared
+
+
+def _splice_start(packages: list[_Package], root: Element) -> int:
+    """Where the run of parts that can be spliced in as text begins (``len(packages)``: none):
+    parts that share the last one's package files and last section, whose roots declare nothing
+    the merged document's does not."""
+    declared = {**{f"xmlns:{prefix}".encode() if prefix else b"xmlns": uri.encode()
+                   for prefix, uri in root.nsmap.items()},
+                **{name.encode(): value.encode() for name, value in _ignorable(root).items()}}
+    start = len(packages)
+    while start > 0:
+        package, last = packages[start - 1], packages[-1]
+        text = package.text
+        if (text is None or package.signature != last.signature or text[1] != last.text[1]  # type: ignore[index]
+                or any(declared.get(name) != value for name, value in text[2].items())):
+            break
+        start -= 1
+    return start
+
+
+def _ignorable(root: Element) -> dict[str, str]:
+    """The root's mc:Ignorable, under the name it is written with."""
+    for name, value in root.attrib.items():
+        if name.endswith("}Ignorable"):
+            uri = name[1:].split("}")[0]
+            prefix = next((p for p, u in root.nsmap.items() if u == uri), None)
+            return {f"{prefix}:Ignorable": value} if prefix else {}
+    return {}
+
+
+def _chosen(members: list[tuple[_Defaults, list[Element]]], extra: _Defaults, count: int) -> _Defaults:
+    """The defaults ``_keep_defaults`` will give the document once ``count`` parts with ``extra``
+    follow the members."""
+    counts: dict[_Defaults, int] = {}
+    for defaults in [*(defaults for defaults, _ in members), *[extra] * count]:
+        counts[defaults] = counts.get(defaults, 0) + 1
+    return max(counts, key=lambda defaults: counts[defaults])  # the first of equals: insertion order
+
+
+def _splice(document: bytes, spliced: list[_Package], first_index: int, marked: bool) -> bytes:
+    """The saved document.xml with the spliced parts' bodies before its last w:sectPr, as the
+    merge would have appended them: each part but the last ends in a section break (a copy of
+    that w:sectPr, in its last paragraph or a paragraph of its own), and with markers each
+    begins with one, numbered after the bookmarks before it (as docxcompose numbers them)."""
+    closing = document.rindex(b"</w:body>")
+    section = document.rindex(b"<w:sectPr", 0, closing)
+    sentinel = document[section:closing]
+    opening = sentinel.index(b">")  # python-docx's clone of a w:sectPr drops its rsid attributes
+    sentinel = re.sub(rb'\sw:rsid\w*="[^"]*"', b"", sentinel[:opening]) + sentinel[opening:]
+    starts, ends = document.count(b"<w:bookmarkStart "), document.count(b"<w:bookmarkEnd ")
+    pieces = []
+    for offset, package in enumerate(spliced):
+        content = package.text[0]  # type: ignore[index]
+        if marked:
+            content = _with_marker(content, first_index + offset, starts + offset, ends + offset)
+        if offset < len(spliced) - 1:
+            content = _with_section_break(content, sentinel)
+        pieces.append(content)
+    return document[:section] + b"".join(pieces) + document[section:]
+
+
+def _with_marker(content: bytes, index: int, start_id: int, end_id: int) -> bytes:
+    """``_mark`` as text: the marker at the start of the first paragraph, after its properties."""
+    from .pdfpages import marker_name
+
+    marker = b'<w:bookmarkStart w:id="%d" w:name="%s"/><w:bookmarkEnd w:id="%d"/>' % (
+        start_id, marker_name(index).encode(), end_id)
+    paragraph = _PARAGRAPH.search(content)
+    assert paragraph is not None  # (_Package.text)
+    if paragraph[1]:  # <w:p/>
+        return content[: paragraph.start()] + paragraph[0][:-2] + b">" + marker + b"</w:p>" + content[paragraph.end():]
+    at = paragraph.end()
+    if content.startswith(b"<w:pPr/>", at):
+        at += len(b"<w:pPr/>")
+    elif content.startswith((b"<w:pPr>", b"<w:pPr "), at):
+        at = content.index(b"</w:pPr>", at) + len(b"</w:pPr>")
+    return content[:at] + marker + content[at:]
+
+
+def _with_section_break(content: bytes, section: bytes) -> bytes:
+    """``_new_section`` as text: ``section`` in the last paragraph's properties, or in a
+    paragraph of its own after a table."""
+    if content.endswith(b"</w:tbl>"):
+        return content + b"<w:p><w:pPr>" + section + b"</w:pPr></w:p>"
+    *_, last = _PARAGRAPH.finditer(content)  # (_Package.text: there is one)
+    assert not last[1]  # the content ends with </w:p>
+    at = last.end()
+    if content.startswith(b"<w:pPr/>", at):
+        return content[:at] + b"<w:pPr>" + section + b"</w:pPr>" + content[at + len(b"<w:pPr/>"):]
+    if content.startswith((b"<w:pPr>", b"<w:pPr "), at):
+        close = content.index(b"</w:pPr>", at)
+        return content[:close] + section + content[close:]
+    return content[:at] + b"<w:pPr>" + section + b"</w:pPr>" + content[at:]
 
 
 @functools.cache
@@ -476,19 +628,18 @@ class _Defaults:
         return run, paragraph
 
 
-def _keep_defaults(doc: DocxDocument, members: list[tuple[_Defaults, list[Element]]]) -> None:
+def _keep_defaults(doc: DocxDocument, members: list[tuple[_Defaults, list[Element]]],
+                   more: list[_Defaults] = ()) -> None:  # type: ignore[assignment]
     """Give the merged document the defaults most parts have, and write each other part's own
     defaults back onto its paragraphs and runs wherever they differ from those and nothing
     nearer to the text (its own formatting, its paragraph, character or table style) sets them.
 
     Usually only the summary page differs (the forms of one unit share a template), so the forms
-    stay as rendered and only one page gains direct formatting.
+    stay as rendered and only one page gains direct formatting. ``more``: the defaults of parts
+    spliced in after the members (counted; never other than the chosen ones).
     """
-    counts: dict[_Defaults, int] = {}
-    for defaults, _ in members:
-        counts[defaults] = counts.get(defaults, 0) + 1
-    chosen = max(counts, key=lambda defaults: counts[defaults])  # the first of equals: insertion order
-    if len(counts) == 1:
+    chosen = _chosen(members, more[0], len(more)) if more else _chosen(members, members[0][0], 0)
+    if all(defaults == chosen for defaults, _ in members):
         return
     base_run, base_paragraph = (_properties(element) for element in chosen.elements())
     styles = _StyleProperties(doc.styles.element)

@@ -9,13 +9,14 @@ a later folder's region overrides an earlier one with the same id. Adding a regi
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import os
 import re
 import shutil
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -401,9 +402,32 @@ def _registry(sources: tuple[tuple[Path, str], ...], stamp: tuple) -> dict[str, 
     return dict(sorted(regions.items()))
 
 
+_held: list[dict[str, Region]] = []  # snapshots taken by ``held``
+
+
 def all_regions() -> dict[str, Region]:
+    """Every known region by id; the region files are looked at again on each call, but
+    within ``held()``."""
+    if _held:
+        return _held[-1]
     sources = region_sources()
     return _registry(tuple(sources), _stamp(sources))
+
+
+def holding() -> bool:
+    """Whether regions (and their templates) are taken as unchanged for now (``held``)."""
+    return bool(_held)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[dict[str, Region]]:
+    """The regions as they are now, for everything inside the block: checking a thousand
+    projects asks for them a thousand times, and one look at their files is enough."""
+    _held.append(all_regions())
+    try:
+        yield _held[-1]
+    finally:
+        _held.pop()
 
 
 def default_region() -> Region | None:

@@ -25,7 +25,15 @@ from . import checks, view
 from .declared import DeclaredField, DeclaredMoneyRow, label_targets
 from .errors import Problem, display_path
 from .load import Document, LocatedList, LocatedMap, Mark, Source, join_key, load_file
-from .regions import Region, add_region_folders, all_regions, data_region_folders, find_region, suggest_region
+from .regions import (
+    Region,
+    add_region_folders,
+    all_regions,
+    data_region_folders,
+    find_region,
+    held,
+    suggest_region,
+)
 from .schema import UNIT_FIELDS, Funds, Indicator, MoneyRow, Project, labels_of, nested_model, user_fields
 from .score import Finding, Loc, Result, score_project
 from .values import ValueParseError, normalize_text
@@ -542,7 +550,8 @@ class CheckCache:
 def check_all(sources: list[Source], cache: CheckCache | None = None) -> list[Checked]:
     """Every project, then the checks across projects (one name per unit and year)."""
     files = Files()
-    results = [cache.check(source, files) if cache else check_source(source, files) for source in sources]
+    with held():
+        results = [cache.check(source, files) if cache else check_source(source, files) for source in sources]
     _report_unit_files_once(results, files)
     seen: dict[tuple, Checked] = {}
     for checked in results:

@@ -7,12 +7,14 @@ rules profile (units, decimals, labels) and the scoring result. See templates/CO
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 from decimal import Decimal
 from itertools import groupby
 from pathlib import Path
 
 from .errors import ReportgenError
-from .regions import NumberFormat, Region
+from .regions import NumberFormat, Region, holding
 from .schema import MoneyRow, NotApplicable, Project
 from .score import Result, funds_unit, money_rows
 from .values import MONEY_UNITS, Money, format_decimal
@@ -247,11 +249,18 @@ def printed_tags(region: Region) -> frozenset[str]:
     """Every context path the region's template prints (read once per template file, and kept
     in the user's cache folder by the template's checksum: loading docxtpl and parsing the
     template cost a tenth of a second per build)."""
-    stat = region.template.stat()
-    key = (str(region.template), stat.st_mtime_ns, stat.st_size)
+    path = str(region.template)
+    if holding() and path in _HELD_TAGS:
+        return _HELD_TAGS[path]
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _TAGS:
         _TAGS[key] = frozenset(_cached_tags(region.template))
+    _HELD_TAGS[path] = _TAGS[key]
     return _TAGS[key]
+
+
+_HELD_TAGS: dict[str, frozenset[str]] = {}  # each template's tags as last read
 
 
 TAGS_CACHE_VERSION = "1"
@@ -288,5 +297,9 @@ def prints(region: Region, path: tuple[str, ...]) -> bool:
     wanted = PRINTED_BY.get(path)
     if wanted is None:
         return True
-    tags = printed_tags(region)
+    return _prints(printed_tags(region), wanted)
+
+
+@functools.lru_cache(maxsize=4096)
+def _prints(tags: frozenset[str], wanted: tuple[str, ...]) -> bool:
     return any(tag == want or tag.startswith((f"{want}.", f"{want}[]")) for want in wanted for tag in tags)

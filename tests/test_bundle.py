@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime
 import hashlib
 import re
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -177,33 +177,45 @@ def test_merged_docx_keeps_each_parts_page_setup(tmp_path: Path) -> None:
     assert [p.text for p in merged.paragraphs] == ["汇总表", "横向的表", "纵向的表"]
 
 
+def _canonical(docx: Path) -> dict[str, bytes]:
+    """Each file of the package; document.xml as canonical XML (``<w:t></w:t>`` is ``<w:t/>``)."""
+    from lxml import etree
+
+    with zipfile.ZipFile(docx) as package:
+        return {info.filename: etree.tostring(etree.fromstring(package.read(info)), method="c14n")
+                if info.filename == "word/document.xml" else package.read(info) for info in package.infolist()}
+
+
 def test_forms_of_one_template_are_merged_as_docxcompose_would(built_data: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Forms rendered from one template share every file but their text: after the first,
-    merge_docx appends their bodies as they are instead of through docxcompose. The merged
-    document is byte for byte what docxcompose alone gives, for every unit of data/."""
+    merge_docx appends their bodies as they are instead of through docxcompose, those at the end
+    as text. The merged document, with and without markers, is what docxcompose alone gives (the
+    same files, the same XML), for every unit of data/ and parts in any order."""
     from reportgen import bundle
 
-    units = sorted({form.parent for form in built_data.rglob("*.docx")})
-    merged, appended = {}, []
-    read = bundle._Package.read
-    monkeypatch.setattr(bundle._Package, "read", lambda path: appended.append(read(path)) or appended[-1])
-    for unit in units:
+    cases = []
+    for unit in sorted({form.parent for form in built_data.rglob("*.docx")}):
         forms = sorted(form for form in unit.glob("*.docx") if form.name != "全部项目.docx")
         summary = tmp_path / unit.name / "汇总表.docx"
         summary.parent.mkdir()
         bundle.write_summary_docx("汇总表", [], summary, WHEN)
-        parts = [summary, *forms, *forms]  # twice: every form after the first of its template
-        bundle.merge_docx(parts, summary.with_name("fast.docx"), WHEN, marked=summary.with_name("fast-marked.docx"))
-        merged[unit] = parts
-    assert len(appended) == sum(len(parts) - 1 for parts in merged.values())
-    assert all(package.plain for package in appended)  # so each form's second copy skipped docxcompose
-    monkeypatch.setattr(bundle._Package, "read", lambda path: dataclasses.replace(read(path), plain=False))
-    for unit, parts in merged.items():
-        folder = tmp_path / unit.name
-        bundle.merge_docx(parts, folder / "composed.docx", WHEN, marked=folder / "composed-marked.docx")
-        assert (folder / "fast.docx").read_bytes() == (folder / "composed.docx").read_bytes(), unit.name
-        assert (folder / "fast-marked.docx").read_bytes() == (folder / "composed-marked.docx").read_bytes(), unit.name
+        cases += [(summary.parent / "a", [summary, *forms, *forms]), (summary.parent / "b", [*forms, summary, *forms])]
+    spliced: list[int] = []
+    splice = bundle._splice
+    monkeypatch.setattr(bundle, "_splice", lambda document, parts, *rest: spliced.append(len(parts))
+                        or splice(document, parts, *rest))
+    for folder, parts in cases:
+        spliced.clear()
+        bundle.merge_docx(parts, folder.with_suffix(".fast.docx"), WHEN, marked=folder.with_suffix(".fast-marked.docx"))
+        if folder.name == "a":  # all but the first form come after a form docxcompose took as it was
+            assert spliced == [len(parts) - 2], folder
+    monkeypatch.setattr(bundle._Package, "text", None)
+    monkeypatch.setattr(bundle._Package, "plain", False)
+    for folder, parts in cases:
+        bundle.merge_docx(parts, folder.with_suffix(".docx"), WHEN, marked=folder.with_suffix(".marked.docx"))
+        assert _canonical(folder.with_suffix(".fast.docx")) == _canonical(folder.with_suffix(".docx")), folder
+        assert _canonical(folder.with_suffix(".fast-marked.docx")) == _canonical(folder.with_suffix(".marked.docx"))
 
 
 @pytest.mark.parametrize(
@@ -222,7 +234,9 @@ def test_only_bodies_docxcompose_would_copy_as_they_are_skip_it(tmp_path: Path, 
     docxcompose, which rewrites them."""
     from reportgen.bundle import _Package
 
-    assert _Package.read(_part(tmp_path / "part.docx", "", 24, 0, body)).plain is plain
+    package = _Package.read(_part(tmp_path / "part.docx", "", 24, 0, body))
+    assert package.plain is plain
+    assert (package.text is not None) is plain
 
 
 # --- each part of a merged DOCX keeps its document defaults ---------------------------------------
