@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import itertools
 import os
 import re
 import shutil
@@ -403,6 +404,8 @@ def _registry(sources: tuple[tuple[Path, str], ...], stamp: tuple) -> dict[str, 
 
 
 _held: list[dict[str, Region]] = []  # snapshots taken by ``held``
+_holds = itertools.count(1)  # numbers the outermost ``held`` blocks
+_hold = 0  # the number of the one running, or 0
 
 
 def all_regions() -> dict[str, Region]:
@@ -414,20 +417,27 @@ def all_regions() -> dict[str, Region]:
     return _registry(tuple(sources), _stamp(sources))
 
 
-def holding() -> bool:
-    """Whether regions (and their templates) are taken as unchanged for now (``held``)."""
-    return bool(_held)
+def holding() -> int:
+    """The number of the ``held`` block running (regions and their templates are taken as
+    unchanged within it), or 0: what is remembered under one number holds for that block only."""
+    return _hold
 
 
 @contextlib.contextmanager
 def held() -> Iterator[dict[str, Region]]:
     """The regions as they are now, for everything inside the block: checking a thousand
     projects asks for them a thousand times, and one look at their files is enough."""
+    global _hold
     _held.append(all_regions())
+    outermost = len(_held) == 1
+    if outermost:
+        _hold = next(_holds)
     try:
         yield _held[-1]
     finally:
         _held.pop()
+        if outermost:
+            _hold = 0
 
 
 def default_region() -> Region | None:

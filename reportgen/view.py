@@ -249,18 +249,21 @@ def printed_tags(region: Region) -> frozenset[str]:
     """Every context path the region's template prints (read once per template file, and kept
     in the user's cache folder by the template's checksum: loading docxtpl and parsing the
     template cost a tenth of a second per build)."""
-    path = str(region.template)
-    if holding() and path in _HELD_TAGS:
-        return _HELD_TAGS[path]
+    path, hold = str(region.template), holding()
+    if hold and (hold, path) in _HELD_TAGS:
+        return _HELD_TAGS[hold, path]
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _TAGS:
         _TAGS[key] = frozenset(_cached_tags(region.template))
-    _HELD_TAGS[path] = _TAGS[key]
+    if hold:
+        if any(block != hold for block, _ in _HELD_TAGS):
+            _HELD_TAGS.clear()  # an earlier block's are of no more use
+        _HELD_TAGS[hold, path] = _TAGS[key]
     return _TAGS[key]
 
 
-_HELD_TAGS: dict[str, frozenset[str]] = {}  # each template's tags as last read
+_HELD_TAGS: dict[tuple[int, str], frozenset[str]] = {}  # (held block, template) → its tags
 
 
 TAGS_CACHE_VERSION = "1"

@@ -332,3 +332,27 @@ def test_a_missing_region_folder_and_an_unknown_template_are_clear_errors(tmp_pa
     result = run_cli("templates", "dump", "nosuch")
     assert result.exit_code == 1
     assert result.output == f"错误：未知的地区「nosuch」（可用：{'、'.join(all_regions())}）\n"
+
+
+def test_a_template_edited_between_two_checks_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checking holds the regions and their templates as they were when it began (regions.held);
+    the next check, in the same process (the web page), sees a template edited meanwhile."""
+    from reportgen import view
+    from reportgen.regions import all_regions, held
+
+    regions = tmp_path / "regions"
+    shutil.copytree(all_regions()["shenzhen-longhua"].folder, regions / "shenzhen-longhua")
+    monkeypatch.setenv("REPORTGEN_REGIONS", str(regions))
+    with held() as known:
+        region = known["shenzhen-longhua"]
+        assert view.printed_tags(region) == view.printed_tags(region)
+        before = view.printed_tags(region)
+    assert "project.name" in before
+    document = Document(str(region.template))
+    for paragraph in [p for table in document.tables for row in table.rows for cell in row.cells
+                      for p in cell.paragraphs] + list(document.paragraphs):
+        for run in paragraph.runs:
+            run.text = run.text.replace("{{ project.name }}", "")
+    document.save(str(region.template))
+    with held() as known:
+        assert "project.name" not in view.printed_tags(known["shenzhen-longhua"])
