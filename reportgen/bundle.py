@@ -243,7 +243,7 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
 
     Forms of one template share every file but their text: once docxcompose has taken the first
     of them as it was, the others are appended as they are, and those at the end as text, into
-    the saved document (``_splice``): the same bytes, without reading them into elements.
+    the saved document (``_splice``): the same XML, without reading them into elements.
 
     ``marked``: the same document written there too, with a bookmark at the start of each part
     (``pdfpages.marker_name``), for LibreOffice to export as named destinations: where each part
@@ -291,9 +291,9 @@ def merge_docx(parts: list[Path], target: Path | None, when: datetime.datetime, 
     if marked is not None:
         for index, (_, elements) in enumerate(members):
             _mark(elements, index)
-    package = io.BytesIO()
-    composer.save(package)
-    with zipfile.ZipFile(package) as saved:
+    buffer = io.BytesIO()
+    composer.save(buffer)
+    with zipfile.ZipFile(buffer) as saved:
         entries = [(info.filename, saved.read(info)) for info in saved.infolist()]
     if spliced:
         entries = [(name, _splice(data, spliced, len(members), marked is not None) if name == "word/document.xml"
