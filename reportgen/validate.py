@@ -521,12 +521,12 @@ class CheckCache:
                 write_bytes(self.path, pickle.dumps(self.used, pickle.HIGHEST_PROTOCOL))
 
     def _key(self, source: Source, files: Files) -> str | None:
-        digest = hashlib.sha256(self._settings().encode())
         try:
+            digest = hashlib.sha256(self._settings().encode())
             for path in (*source.unit_files, source.path):
                 digest.update(b"\0%s\0%s" % (files.name(path).encode(errors="surrogateescape"), path.read_bytes()))
         except OSError:
-            return None  # checked as usual, which reports it
+            return None  # checked as usual, which reports what it cannot read
         return digest.hexdigest()
 
     def _settings(self) -> str:
