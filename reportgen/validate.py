@@ -14,7 +14,7 @@ import pickle
 import sys
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -473,6 +473,10 @@ def _missing_declared(project: Project, region: Region) -> Iterator[tuple[Loc, s
                 yield ("indicators", index), f"缺少必填项「{declared.label}」（{region.name}的表格要求）"
 
 
+_ACROSS_PROJECTS: tuple[Loc, ...] = ((), ("name",))  # the places check_all's own checks report at
+_CACHE_FORMAT = "1"  # of what CheckCache keeps: a new one never reads an old one's entries
+
+
 class CheckCache:
     """What an earlier build found checking each project, kept in its output folder: the same
     project file, unit files, regions, fonts and reportgen give the same ``Checked`` (problems,
@@ -507,9 +511,12 @@ class CheckCache:
                 return checked
         checked = check_source(source, files)
         if key is not None:
-            region, checked.region = checked.region, None  # the registry's own object comes back
-            self.used[key] = pickle.dumps((checked, region.id if region else None), pickle.HIGHEST_PROTOCOL)
-            checked.region = region
+            # The registry's own region comes back; of where keys stand, only what the checks
+            # across projects (check_all) look up: the rest would make reading it back slow.
+            kept = replace(checked, region=None, locator=Locator(
+                {loc: place for loc, place in checked.locator.items() if loc in _ACROSS_PROJECTS}))
+            self.used[key] = pickle.dumps((kept, checked.region.id if checked.region else None),
+                                          pickle.HIGHEST_PROTOCOL)
         return checked
 
     def save(self) -> None:
@@ -535,7 +542,7 @@ class CheckCache:
         if self._setting is None:
             from . import __version__, glyphs
 
-            digest = hashlib.sha256(f"{__version__}\0{sys.version}\0{pydantic.VERSION}".encode())
+            digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{__version__}\0{sys.version}\0{pydantic.VERSION}".encode())
             self._regions = all_regions()
             for region in self._regions.values():
                 digest.update(f"\0{region.id}\0{region.origin}\0{region.folder}".encode())

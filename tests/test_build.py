@@ -472,3 +472,24 @@ def test_a_changed_region_or_a_broken_cache_means_checking_again(tmp_path: Path,
     checked.clear()
     build([data], out, Options(keep=0))
     assert checked == []  # written anew
+
+
+def test_a_name_used_twice_is_reported_alike_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check across projects (one name per unit and year) runs on every build, also on
+    projects taken from the cache, and points at the same line."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    unit = next(data.glob("2022/*/"))
+    first = sorted(p for p in unit.glob("*.yaml") if p.name != "_unit.yaml")[0]
+    twin = unit / "副本.yaml"
+    shutil.copy(first, twin)
+    out = tmp_path / "out"
+    before = build([data], out, Options(keep=0))
+    checked = _counting_checks(monkeypatch)
+    after = build([data], out, Options(keep=0))
+    assert checked == []
+    duplicate = [p for p in after.problems if "同名" in p.message]
+    assert len(duplicate) == 1 and Path(duplicate[0].file).name == first.name  # the later of the two
+    line = next(n for n, text in enumerate(first.read_text(encoding="utf-8").splitlines(), 1) if text.startswith("项目名称"))
+    assert duplicate[0].line == line
+    assert after.problems == before.problems and after.failures == before.failures
