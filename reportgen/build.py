@@ -64,6 +64,7 @@ class Job:
     when: datetime.datetime
     own: str = ""  # its own inputs' digest
     chunk: Chunk | None = None  # the document it is converted in, if not alone
+    region_files: list[Path] | None = None  # its region's files, when already listed
 
     @property
     def docx(self) -> Path:
@@ -82,7 +83,9 @@ class Job:
         source = self.checked.source
         region = self.checked.region
         assert region is not None
-        return [*source.unit_files, source.path, *region.files()]  # every file of the region counts
+        if self.region_files is None:
+            self.region_files = region.files()  # every file of the region counts
+        return [*source.unit_files, source.path, *self.region_files]
 
 
 @dataclass
@@ -147,18 +150,23 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
     ``digests``: each input file's sha256, filled in (a region's files are read once)."""
     taken: dict[Path, set[str]] = {}
     digests = {} if digests is None else digests
+    listed: dict[Path, list[Path]] = {}  # region folder → its files, listed once
     jobs = []
     for checked in results:
         project = checked.project
-        assert project is not None
+        assert project is not None and checked.region is not None
         folder = out / str(project.year) / bundle.safe_filename(unit_of(checked), set())
         stem = bundle.safe_filename(project.name, taken.setdefault(folder, set()))
-        job = Job(checked, folder, stem, "", _when(checked))
-        for path in job.inputs:
+        region_files = listed.get(checked.region.folder)
+        if region_files is None:
+            region_files = listed[checked.region.folder] = checked.region.files()
+        job = Job(checked, folder, stem, "", _when(checked), region_files=region_files)
+        inputs = job.inputs
+        for path in inputs:
             if path not in digests:
                 digests[path] = bundle.sha256_of(path)
         job.fingerprint = job.own = _digest(__version__, str(options.pdfa), job.when.isoformat(),
-                                            *(digests[path] for path in job.inputs))
+                                            *(digests[path] for path in inputs))
         jobs.append(job)
     return jobs
 
