@@ -875,30 +875,29 @@ def produce(stale: list[Job], chunks: list[Chunk], bundles: list[Bundle], stagin
     assembly = _Assembly(chunks, bundles, staging, context)
     arrivals: queue.Queue[tuple[Path, convert.Outcome]] = queue.Queue()
     pool.on_result = lambda doc, outcome: arrivals.put((doc, outcome))
-    if True:
-        unavailable = None
-        conversions = assembly.plan(stale, chunks, bundles)
-        if conversions:
-            try:
-                pool.launch(len(conversions))
-                assembly.pool = pool
-            except convert.ConvertError as exc:  # no LibreOffice or no CJK font: DOCX only
-                unavailable = str(exc)
-        batches = [[conversions[index] for index in batch]
-                   for batch in convert.balance([conversion.weight for conversion in conversions], pool.workers)]
-        if unavailable is None:
-            for batch in batches:
-                # A chunk LibreOffice fails is converted form by form (see _fall_back), not again.
-                pool.submit([conversion.path for conversion in batch], retry=all(c.chunk is None for c in batch))
-        for conversion in _round_robin(batches):
-            assembly.prepare(conversion)
-        pool.inputs_written()
-        assembly.compose()
-        if unavailable is None:
-            while pool.running() or not arrivals.empty():
-                with contextlib.suppress(queue.Empty):
-                    assembly.arrive(*arrivals.get(timeout=_POLL_SECONDS))
-            pool.wait()
+    unavailable = None
+    conversions = assembly.plan(stale, chunks, bundles)
+    if conversions:
+        try:
+            pool.launch(len(conversions))
+            assembly.pool = pool
+        except convert.ConvertError as exc:  # no LibreOffice or no CJK font: DOCX only
+            unavailable = str(exc)
+    batches = [[conversions[index] for index in batch]
+               for batch in convert.balance([conversion.weight for conversion in conversions], pool.workers)]
+    if unavailable is None:
+        for batch in batches:
+            # A chunk LibreOffice fails is converted form by form (see _fall_back), not again.
+            pool.submit([conversion.path for conversion in batch], retry=all(c.chunk is None for c in batch))
+    for conversion in _round_robin(batches):
+        assembly.prepare(conversion)
+    pool.inputs_written()
+    assembly.compose()
+    if unavailable is None:
+        while pool.running() or not arrivals.empty():
+            with contextlib.suppress(queue.Empty):
+                assembly.arrive(*arrivals.get(timeout=_POLL_SECONDS))
+        pool.wait()
     assembly.finish(unavailable)
     return assembly.written
 
