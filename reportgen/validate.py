@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import os
 import pickle
 import sys
+import threading
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -511,13 +513,46 @@ class CheckCache:
                 return checked
         checked = check_source(source, files)
         if key is not None:
-            # The registry's own region comes back; of where keys stand, only what the checks
-            # across projects (check_all) look up: the rest would make reading it back slow.
-            kept = replace(checked, region=None, locator=Locator(
-                {loc: place for loc, place in checked.locator.items() if loc in _ACROSS_PROJECTS}))
-            self.used[key] = pickle.dumps((kept, checked.region.id if checked.region else None),
-                                          pickle.HIGHEST_PROTOCOL)
+            self.used[key] = _entry(checked)
         return checked
+
+    def check_ahead(self, sources: list[Source], files: Files) -> Callable[[], None]:
+        """Check ``sources`` not in the cache in a helper process (forked: it has everything
+        loaded) while this one checks others; the returned call waits for it and takes its
+        entries in, so that ``check`` then finds them. Only the cache is filled ahead: a helper
+        that fails or cannot be started leaves the checking to ``check``."""
+        missing = [source for source in sources if self._key(source, files) not in self.entries]
+        if len(missing) < _AHEAD_MINIMUM or not hasattr(os, "fork") or threading.active_count() > 1:
+            return lambda: None  # forking a process with threads (the web page) is not safe
+        reader, writer = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return lambda: None
+        if pid == 0:  # the helper: never returns, never runs the parent's exit handlers
+            status = 1
+            try:
+                os.close(reader)
+                entries = {key: _entry(check_source(source, files))
+                           for source in missing if (key := self._key(source, files)) is not None}
+                with os.fdopen(writer, "wb") as pipe:
+                    pipe.write(pickle.dumps(entries, pickle.HIGHEST_PROTOCOL))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(writer)
+
+        def join() -> None:
+            with os.fdopen(reader, "rb") as pipe:
+                data = pipe.read()
+            _, status = os.waitpid(pid, 0)
+            if status == 0:
+                with contextlib.suppress(Exception):
+                    self.entries.update(pickle.loads(data))
+
+        return join
 
     def save(self) -> None:
         """Keep this build's entries (only these: the file does not grow with old versions)."""
@@ -554,11 +589,33 @@ class CheckCache:
         return self._setting
 
 
+def _entry(checked: Checked) -> bytes:
+    """What ``CheckCache`` keeps of a project checked: the registry's own region comes back, and
+    of where keys stand only what the checks across projects (check_all) look up (the rest
+    would make reading it back slow)."""
+    kept = replace(checked, region=None, locator=Locator(
+        {loc: place for loc, place in checked.locator.items() if loc in _ACROSS_PROJECTS}))
+    return pickle.dumps((kept, checked.region.id if checked.region else None), pickle.HIGHEST_PROTOCOL)
+
+
+# Below this many projects to check, a helper process costs about what it saves.
+_AHEAD_MINIMUM = 16
+
+
 def check_all(sources: list[Source], cache: CheckCache | None = None) -> list[Checked]:
-    """Every project, then the checks across projects (one name per unit and year)."""
+    """Every project, then the checks across projects (one name per unit and year). With a
+    cache, the second half is checked by a helper process meanwhile (``check_ahead``): when a
+    build checks, the LibreOffice it has started waits for the first document."""
     files = Files()
     with held():
-        results = [cache.check(source, files) if cache else check_source(source, files) for source in sources]
+        if cache is None:
+            results = [check_source(source, files) for source in sources]
+        else:
+            half = len(sources) // 2
+            join = cache.check_ahead(sources[half:], files)
+            results = [cache.check(source, files) for source in sources[:half]]
+            join()
+            results += [cache.check(source, files) for source in sources[half:]]
     _report_unit_files_once(results, files)
     seen: dict[tuple, Checked] = {}
     for checked in results:

@@ -425,6 +425,25 @@ def _counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return checked
 
 
+def test_a_helper_process_checks_half_of_a_large_tree_while_the_build_checks_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.synth import synthesize
+    from reportgen.validate import CheckCache, check_paths
+
+    data = tmp_path / "data"
+    synthesize(40, data)
+    alone = check_paths([data])  # no cache: no helper
+    checked = _counting_checks(monkeypatch)
+    cache = CheckCache(tmp_path / "checked.pickle")
+    together = check_paths([data], cache)
+    assert len(together) == 40 and len(checked) == 20  # this process checked the first half only
+    assert [c.source.path for c in together] == [c.source.path for c in alone]
+    assert [c.problems for c in together] == [c.problems for c in alone]
+    assert [c.result for c in together] == [c.result for c in alone]  # the same scores
+    assert [c.region.id for c in together] == [c.region.id for c in alone]  # type: ignore[union-attr]
+    assert len(cache.used) == 40  # the helper's half kept for the next build too
+
+
 def test_a_rebuild_takes_what_checking_found_from_the_last_build(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
