@@ -227,8 +227,16 @@ class State:
         recorded = entry.get("outputs", {})
         return all(_unchanged(path, recorded.get(path.name)) for path in outputs)
 
-    def record(self, key: str, fingerprint: str, outputs: list[Path]) -> None:
-        self.entries[key] = {"fingerprint": fingerprint, "outputs": {p.name: _file_record(p) for p in outputs}}
+    def record(self, key: str, fingerprint: str, outputs: list[Path], own: str | None = None) -> None:
+        """``own``: the digest of the inputs the first output (a form's DOCX) depends on alone."""
+        entry = {"fingerprint": fingerprint, "outputs": {p.name: _file_record(p) for p in outputs}}
+        self.entries[key] = {**entry, "own": own} if own is not None else entry
+
+    def built_from(self, key: str, own: str, output: Path) -> bool:
+        """Whether ``output``, as the last build wrote it, depends only on inputs digested ``own``
+        (a form's DOCX in a chunk that must be converted again: copied, not rendered again)."""
+        entry = self.entries.get(key) or {}
+        return entry.get("own") == own and _unchanged(output, entry.get("outputs", {}).get(output.name))
 
     def save(self) -> None:
         data = json.dumps(self.entries, ensure_ascii=False, indent=1, sort_keys=True)
@@ -300,7 +308,7 @@ def publish(job: Job, docx: Path, pdf: Path | None, state: State, out: Path, rec
     if pdf is not None:
         _move(pdf, job.pdf)
         if record:
-            state.record(_key(job, out), job.fingerprint, job.outputs)
+            state.record(_key(job, out), job.fingerprint, job.outputs, own=job.own)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -570,11 +578,24 @@ class _Assembly:
         if target is None:
             target = self.staged[id(job)] = self._path(job.stem)
         if not target.is_file():
-            if not self._attempt(lambda: render_form(job, target), job.checked.source.path):
+            if not self._reuse(job, target) and not self._attempt(lambda: render_form(job, target),
+                                                                  job.checked.source.path):
                 self.unrenderable.add(id(job))
                 return None
             self.progress("生成 Word", next(self.rendered), self.to_render)
         return target
+
+    def _reuse(self, job: Job, target: Path) -> bool:
+        """An unchanged form of a chunk converted again (another form of it changed): its DOCX
+        is the one the last build wrote, copied (rendering it costs tens of milliseconds)."""
+        if self.options.force or not self.state.built_from(_key(job, self.out), job.own, job.docx):
+            return False
+        try:
+            shutil.copyfile(job.docx, target)
+            return True
+        except OSError:
+            target.unlink(missing_ok=True)
+            return False
 
     def _render_summary(self, item: Bundle) -> Path | None:
         """The unit's 汇总表 DOCX, rendered on first use (None if it cannot be: reported)."""
@@ -812,9 +833,9 @@ class _Assembly:
         return found
 
     def _pages(self, chunk: Chunk, part: int) -> tuple[pdfpages.Source, int, int]:
+        """A part's pages in its chunk's PDF: this build's, or the one kept from before."""
         from . import pdfpages  # PDFs are read only when there are some
 
-        """A part's pages in its chunk's PDF: this build's, or the one kept from before."""
         source = self.sources.get(id(chunk))
         stored = chunk.stored(self.out)
         try:

@@ -113,10 +113,17 @@ def _looks(pdf: Path) -> tuple[bytes, bytes]:
     return text, pixels
 
 
-def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path) -> None:
+def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The forms of a unit are converted together: one changed form converts its chunk again,
     and the other forms' PDFs are cut again from it, the same to read and to look at (their
-    fonts now hold the changed form's characters too, so their bytes may differ)."""
+    fonts now hold the changed form's characters too, so their bytes may differ); their DOCX
+    are the last build's, copied, unless someone changed them."""
+    from reportgen import build as build_module
+
+    rendered: list[str] = []
+    render_form = build_module.render_form
+    monkeypatch.setattr(build_module, "render_form", lambda job, target: (rendered.append(job.stem),
+                                                                           render_form(job, target)))
     data = tmp_path / "data"
     shutil.copytree(DATA / "2022", data / "2022")
     out = tmp_path / "out"
@@ -130,8 +137,10 @@ def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path) -> 
     assert tree_digest(out) == before
     changed = next(data.rglob("网格信息采集工作.yaml"))
     changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    rendered.clear()
     third = build([data], out)
     assert (third.rebuilt, third.skipped) == (2, 0)
+    assert rendered == ["网格信息采集工作"]  # the other form's DOCX is the one it had
     after = tree_digest(out)
     assert _looks(same) == looks
     assert after[f"{unit.relative_to(out)}/网格信息采集工作.pdf"] != before[f"{unit.relative_to(out)}/网格信息采集工作.pdf"]
@@ -141,6 +150,14 @@ def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path) -> 
     assert tree_digest(fresh) == after  # an incremental build gives what a cold one does
     assert build([data], out, Options(force=True)).rebuilt == 2
     assert tree_digest(out) == after
+    # A DOCX changed by hand is not taken for the form's: rendered again.
+    with zipfile.ZipFile(same.with_suffix(".docx"), "a") as edited:
+        edited.writestr("customXml/note.xml", "<note/>")
+    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意程度", "工作人员满意度"), encoding="utf-8")
+    rendered.clear()
+    assert build([data], out).rebuilt == 2
+    assert sorted(rendered) == ["数字化城管信息系统运行项目（系统操作员）", "网格信息采集工作"]
+    assert tree_digest(out) == before
 
 
 def _fake_soffice(folder: Path, body: str) -> Path:
