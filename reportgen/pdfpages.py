@@ -593,12 +593,16 @@ def _concatenated(groups: list[list[Part]], title: str, when: datetime.datetime)
     """Whole documents one after the other: each one's objects under their numbers plus an
     offset (their references shifted alike, by one pass over each dictionary), its pages under a
     new page tree, its Document element under a new structure tree root, and new catalog,
-    parent tree (keys shifted), bookmarks and document information."""
-    writer = _Writer()
-    catalog, pages_node, info = writer.reserve(), writer.reserve(), writer.reserve()
+    parent tree (keys shifted), bookmarks and document information. The first document's
+    objects keep their numbers, copied as they are (the new catalog, page tree, structure tree
+    root, parent tree and document information take its own ones' numbers)."""
+    first = groups[0][0].source
     tagged = all(group[0].source.struct_root is not None and group[0].source.parent_tree_flat for group in groups)
-    struct_root, parent_tree, document = (writer.reserve(), writer.reserve(), writer.reserve()) if tagged else (
-        None, None, None)
+    writer = _Writer(top=max(first.offsets))
+    catalog, pages_node = first.root_number, first.pages_root
+    info = first.info_number if first.info_number is not None else writer.reserve()
+    struct_root, parent_tree, document = (first.struct_root, first.parent_tree_number, writer.reserve()) if tagged \
+        else (None, None, None)
     page_numbers: list[int] = []
     documents: list[Value] = []
     numbers: list[Value] = []
@@ -607,7 +611,7 @@ def _concatenated(groups: list[list[Part]], title: str, when: datetime.datetime)
     for group in groups:
         source = group[0].source
         titles = {part.first: part.title for part in group if part.title is not None}
-        offset = writer.top
+        offset = 0 if source is first else writer.top
         alias = {source.pages_root: pages_node}
         if tagged:
             alias[source.struct_root] = struct_root  # type: ignore[index]
@@ -631,6 +635,9 @@ def _concatenated(groups: list[list[Part]], title: str, when: datetime.datetime)
                 element = _shift(element, alias, offset)
                 element[Name(b"/S")], element[Name(b"/P")] = Name(b"/Part"), Ref(document)  # type: ignore[index, arg-type]
                 writer.put(number + offset, serialize(element))
+                continue
+            if source is first:  # references stay as they are
+                writer.objects[number] = source.raw(number)
                 continue
             obj = source.object(number)
             head = _REFERENCE.sub(shifted, obj.head) if source.references(number) else obj.head
@@ -658,10 +665,9 @@ def _concatenated(groups: list[list[Part]], title: str, when: datetime.datetime)
         if tagged:
             documents.append(Ref(source.document + offset))  # type: ignore[operator]
             for key in sorted(source.parent_tree):
-                value = _REFERENCE.sub(shifted, source.parent_tree[key])
+                value = source.parent_tree[key] if source is first else _REFERENCE.sub(shifted, source.parent_tree[key])
                 numbers += [Raw(b"%d" % (key + key_base)), Raw(value)]
             key_base += max(source.parent_tree, default=-1) + 1
-    first = groups[0][0].source
     root: dict = {Name(b"/Type"): Name(b"/Catalog"), Name(b"/Pages"): Ref(pages_node)}
     if outline:
         root[Name(b"/Outlines")] = Ref(_write_outline(writer, outline))

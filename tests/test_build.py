@@ -347,6 +347,36 @@ def test_a_units_forms_are_converted_in_chunks_of_a_fixed_size(tmp_path: Path) -
     assert plan_chunks(_jobs(tmp_path, [2000] * 3), [], Options(pdfa=True)) == []  # PDF/A: one by one
 
 
+def test_a_unit_of_several_chunks_has_one_merged_pdf_with_every_page_bookmark_and_tag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """全部项目.pdf of a unit converted as three documents (the 汇总表, then each form): their
+    pages in order, one bookmark per part, each page's marked content in the one structure tree."""
+    from reportgen import build as build_module
+
+    monkeypatch.setattr(build_module, "CHUNK_BYTES", 1000)
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    assert build([data], out, Options(keep=0)).ok
+    unit = out / "2022/深圳市龙华区平安建设中心"
+    assert len(list((out / ".reportgen/chunks").iterdir())) == 3
+    merged = PdfReader(unit / "全部项目.pdf", strict=True)
+    names = ["数字化城管信息系统运行项目（系统操作员）", "网格信息采集工作"]
+    assert [item.title for item in merged.outline] == ["汇总表", *names]
+    forms = [PdfReader(unit / f"{name}.pdf") for name in names]
+    assert len(merged.pages) == 1 + sum(len(form.pages) for form in forms)
+    texts = [page.extract_text() for page in merged.pages]
+    assert texts[1:] == [page.extract_text() for form in forms for page in form.pages]
+    tree = merged.trailer["/Root"]["/StructTreeRoot"]
+    keys = set(tree["/ParentTree"]["/Nums"][0::2])
+    assert sorted(page["/StructParents"] for page in merged.pages) == sorted(keys)
+    assert int(tree["/ParentTreeNextKey"]) == max(keys) + 1
+    document = tree.raw_get("/K")[0]
+    parts = [part.get_object() for part in document.get_object()["/K"]]
+    assert [part["/S"] for part in parts] == ["/Part"] * 3
+    assert all(part.raw_get("/P").idnum == document.idnum for part in parts)
+
+
 def test_forms_laid_out_differently_among_others_are_converted_alone(tmp_path: Path) -> None:
     """LibreOffice lays out a repeated header row that starts a merged cell (晋中's 评分表 as it
     was) differently in a document of many forms: those forms are converted one by one."""
