@@ -500,6 +500,7 @@ class CheckCache:
         self.used: dict[str, bytes] = {}
         self._setting: str | None = None
         self._regions: dict[str, Region] = {}
+        self._keys: dict[Path, str | None] = {}  # of this run's sources, each read once
 
     def check(self, source: Source, files: Files) -> Checked:
         """The source checked: from the cache when nothing it depends on has changed."""
@@ -563,6 +564,11 @@ class CheckCache:
                 write_bytes(self.path, pickle.dumps(self.used, pickle.HIGHEST_PROTOCOL))
 
     def _key(self, source: Source, files: Files) -> str | None:
+        if source.path not in self._keys:
+            self._keys[source.path] = self._digest(source, files)
+        return self._keys[source.path]
+
+    def _digest(self, source: Source, files: Files) -> str | None:
         try:
             digest = hashlib.sha256(self._settings().encode())
             for path in (*source.unit_files, source.path):
