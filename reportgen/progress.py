@@ -23,15 +23,17 @@ def progress_printer() -> Iterator[Callback]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Drawn at each step, not by a thread of rich's own: the build forks a helper to check
+    # projects (validate.CheckCache.check_ahead), which a process with threads must not do.
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(file=sys.stderr), transient=True,  # stdout stays for the results
+        console=Console(file=sys.stderr), transient=True, auto_refresh=False,  # stdout stays for the results
     ) as bar:
         tasks: dict[str, int] = {}
 
         def draw(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+            bar.update(tasks[stage], completed=done, total=total, refresh=True)
 
         yield draw

@@ -619,8 +619,10 @@ def check_all(sources: list[Source], cache: CheckCache | None = None) -> list[Ch
         else:
             half = len(sources) // 2
             join = cache.check_ahead(sources[half:], files)
-            results = [cache.check(source, files) for source in sources[:half]]
-            join()
+            try:
+                results = [cache.check(source, files) for source in sources[:half]]
+            finally:
+                join()
             results += [cache.check(source, files) for source in sources[half:]]
     _report_unit_files_once(results, files)
     seen: dict[tuple, Checked] = {}

@@ -149,3 +149,22 @@ def test_benniancaizhengbokuan_is_a_spelling_of_the_fiscal_row(project_file) -> 
     [checked] = check_paths([Path(name)])
     assert checked.ok, [str(p) for p in checked.problems]
     assert str(checked.project.funds.fiscal.executed.value) == "990.00"
+
+
+def test_the_progress_bar_runs_no_thread_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the bar is drawn at each step: a build forks a helper to check projects,
+    which a process with other threads must not do."""
+    import io
+    import threading
+
+    from reportgen.progress import progress_printer
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(terminal, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("sys.stderr", terminal)
+    before = threading.active_count()
+    with progress_printer() as draw:
+        draw("校验", 1, 2)
+        assert threading.active_count() == before
+        draw("校验", 2, 2)
+    assert "校验" in terminal.getvalue()
