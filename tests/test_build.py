@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -472,23 +473,39 @@ def _counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return checked
 
 
-def test_a_helper_process_checks_half_of_a_large_tree_while_the_build_checks_the_rest(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+_CHECK_AHEAD = """
+import json, sys
+from pathlib import Path
+from reportgen import validate
+
+counted = []
+check_source = validate.check_source
+validate.check_source = lambda source, files=None: (counted.append(source.path), check_source(source, files))[1]
+data = Path(sys.argv[1])
+alone = validate.check_paths([data])  # no cache: no helper
+counted.clear()
+cache = validate.CheckCache(Path(sys.argv[2]))
+together = validate.check_paths([data], cache)
+print(json.dumps({
+    "projects": len(together), "checked_here": len(counted), "kept": len(cache.used),
+    "paths": [a.source.path == b.source.path for a, b in zip(alone, together)],
+    "problems": [a.problems == b.problems for a, b in zip(alone, together)],
+    "scores": [a.result == b.result and a.result is not None for a, b in zip(alone, together)],
+    "regions": [a.region is b.region for a, b in zip(alone, together)],
+}))
+"""
+
+
+def test_a_helper_process_checks_half_of_a_large_tree_while_the_build_checks_the_rest(tmp_path: Path) -> None:
+    """In a process of its own: the helper is forked only by a process without other threads."""
     from benchmarks.synth import synthesize
-    from reportgen.validate import CheckCache, check_paths
 
     data = tmp_path / "data"
     synthesize(40, data)
-    alone = check_paths([data])  # no cache: no helper
-    checked = _counting_checks(monkeypatch)
-    cache = CheckCache(tmp_path / "checked.pickle")
-    together = check_paths([data], cache)
-    assert len(together) == 40 and len(checked) == 20  # this process checked the first half only
-    assert [c.source.path for c in together] == [c.source.path for c in alone]
-    assert [c.problems for c in together] == [c.problems for c in alone]
-    assert [c.result for c in together] == [c.result for c in alone]  # the same scores
-    assert [c.region.id for c in together] == [c.region.id for c in alone]  # type: ignore[union-attr]
-    assert len(cache.used) == 40  # the helper's half kept for the next build too
+    found = json.loads(subprocess.run([sys.executable, "-c", _CHECK_AHEAD, str(data), str(tmp_path / "checked.pickle")],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert (found["projects"], found["checked_here"], found["kept"]) == (40, 20, 40)  # the helper checked 20
+    assert all(found["paths"]) and all(found["problems"]) and all(found["scores"]) and all(found["regions"])
 
 
 def test_a_rebuild_takes_what_checking_found_from_the_last_build(tmp_path: Path,
