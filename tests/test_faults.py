@@ -60,7 +60,14 @@ def start_build(data: Path, out: Path, *extra: str, user: OtherUser | None = Non
         command = [*switch, str(user.python), "-S", *arguments]  # -S: only the copied packages
         env = {k: v for k, v in os.environ.items() if k not in ELSEWHERE}
         env["PYTHONPATH"], cwd = str(user.lib), user.lib.parent
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    # As from a terminal, where Ctrl-C reaches it: a test run started in the background of a
+    # shell (`make test &`) ignores SIGINT, and a Python started so never sees it.
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                            preexec_fn=_default_interrupt)
+
+
+def _default_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def soffice_processes() -> list[str]:
