@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, bundle, convert, view
+from . import __version__, bundle, code_digest, convert, view
 from .bundle import SummaryRow
 from .errors import ConvertError, OutputError, Problem, ReportgenError, display_path
 from .load import Source
@@ -165,7 +165,7 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
         for path in inputs:
             if path not in digests:
                 digests[path] = bundle.sha256_of(path)
-        job.fingerprint = job.own = _digest(__version__, str(options.pdfa), job.when.isoformat(),
+        job.fingerprint = job.own = _digest(code_digest(), str(options.pdfa), job.when.isoformat(),
                                             *(digests[path] for path in inputs))
         jobs.append(job)
     return jobs
@@ -379,7 +379,7 @@ def plan_bundles(jobs: list[Job], failed: list[Checked], report: Report) -> list
             report.failures.append(f"{folder}: 本单位有项目未能生成，报送包未更新")
             continue
         # Members' outputs are functions of their inputs, so the inputs fingerprint the bundle.
-        digest = _digest(__version__, str(CHUNK_BYTES), *(f"{j.stem}:{j.own}" for j in members))
+        digest = _digest(code_digest(), str(CHUNK_BYTES), *(f"{j.stem}:{j.own}" for j in members))
         bundles.append(Bundle(folder, members, digest))
     return bundles
 
@@ -453,7 +453,7 @@ def plan_chunks(jobs: list[Job], bundles: list[Bundle], options: Options) -> lis
         for index, piece in enumerate(pieces):
             summary = item is not None and index == 0
             assert item is not None or not summary
-            digest = _digest(__version__, "chunk", str(CHUNK_BYTES), item.fingerprint if summary else "",  # type: ignore[union-attr]
+            digest = _digest(code_digest(), "chunk", str(CHUNK_BYTES), item.fingerprint if summary else "",  # type: ignore[union-attr]
                              *(f"{job.stem}:{job.own}" for job in piece))
             chunk = Chunk(folder, item, index, piece, summary, digest)
             for job in piece:

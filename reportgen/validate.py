@@ -581,9 +581,9 @@ class CheckCache:
         """What every project's checking depends on besides its files: reportgen and Python,
         every region's files (messages name other regions), the fonts (glyph warnings)."""
         if self._setting is None:
-            from . import __version__, glyphs
+            from . import code_digest, glyphs
 
-            digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{__version__}\0{sys.version}\0{pydantic.VERSION}".encode())
+            digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{code_digest()}\0{sys.version}\0{pydantic.VERSION}".encode())
             self._regions = all_regions()
             for region in self._regions.values():
                 digest.update(f"\0{region.id}\0{region.origin}\0{region.folder}".encode())

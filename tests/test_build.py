@@ -531,6 +531,26 @@ def test_a_rebuild_takes_what_checking_found_from_the_last_build(tmp_path: Path,
     assert sorted(checked) == sorted(p for p in unit.parent.glob("*.yaml") if p.name != "_unit.yaml")
 
 
+def test_reportgen_updated_without_a_new_version_checks_and_builds_again(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the old code found and built does not stand for the new code's (a corrected rule,
+    say), even when the version number stayed the same."""
+    import reportgen
+    from reportgen import build as build_module
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    assert build([data], out, Options(keep=0)).rebuilt == 2
+    assert build([data], out, Options(keep=0)).skipped == 2
+    checked = _counting_checks(monkeypatch)
+    for module in (reportgen, build_module):
+        monkeypatch.setattr(module, "code_digest", lambda: "the code of a later update")
+    again = build([data], out, Options(keep=0))
+    assert (again.rebuilt, again.skipped) == (2, 0)
+    assert len(checked) == 2  # checked again, not taken from the cache
+
+
 def test_a_changed_region_or_a_broken_cache_means_checking_again(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from reportgen.regions import all_regions
