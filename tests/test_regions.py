@@ -15,6 +15,7 @@ from docx import Document
 from docx.text.run import Run
 
 from reportgen.build import build
+from reportgen.errors import RegionError
 from reportgen.regions import all_regions, find_region, forget_region_folders
 
 from .conftest import BASE_PROJECT, DATA, ROOT, distinct_cells, run_cli
@@ -356,3 +357,28 @@ def test_a_template_edited_between_two_checks_is_read_again(tmp_path: Path, monk
     document.save(str(region.template))
     with held() as known:
         assert "project.name" not in view.printed_tags(known["shenzhen-longhua"])
+
+
+def test_a_region_read_once_comes_from_the_cache_folder_until_its_files_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import regions
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "county"
+    shutil.copytree(NATIONAL, folder)
+    read: list[Path] = []
+    read_region = regions._read_region
+    monkeypatch.setattr(regions, "_read_region", lambda where, origin: (read.append(where), read_region(where, origin))[1])
+    first = regions.load_region(folder, "mine")
+    assert regions.load_region(folder, "mine") == first and read == [folder]  # the second from the cache
+    rules = folder / "rules.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("name: 全国通用", "name: 某县通用"), encoding="utf-8")
+    changed = regions.load_region(folder, "mine")
+    assert changed.name.startswith("某县通用") and len(read) == 2  # an edited file is read again
+    assert regions.load_region(folder, "elsewhere").origin == "elsewhere" and len(read) == 3
+    for kept in (tmp_path / "cache/reportgen/regions").iterdir():
+        kept.write_bytes(b"not what was kept")
+    assert regions.load_region(folder, "mine") == changed and len(read) == 4  # a broken file: the YAML again
+    (folder / "form.docx").unlink()
+    with pytest.raises(RegionError):  # a region without its template is never taken from the cache
+        regions.load_region(folder, "mine")
