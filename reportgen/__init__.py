@@ -16,6 +16,6 @@ def code_digest() -> str:
 
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted([*root.rglob("*.py"), root / "fonts" / "fonts.conf"]):
+    for path in sorted([*root.rglob("*.py"), *root.glob("fonts/*.conf")]):
         digest.update(b"\0%s\0%s" % (path.relative_to(root).as_posix().encode(), path.read_bytes()))
     return digest.hexdigest()
