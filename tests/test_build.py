@@ -474,10 +474,17 @@ def _counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 _CHECK_AHEAD = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 from reportgen import validate
 
+if sys.argv[3:] == ["--helper-fails"]:
+    this, entry = os.getpid(), validate._entry
+    def failing(checked):
+        if os.getpid() != this:
+            raise RuntimeError("the helper fails")
+        return entry(checked)
+    validate._entry = failing
 counted = []
 check_source = validate.check_source
 validate.check_source = lambda source, files=None: (counted.append(source.path), check_source(source, files))[1]
@@ -505,6 +512,11 @@ def test_a_helper_process_checks_half_of_a_large_tree_while_the_build_checks_the
     found = json.loads(subprocess.run([sys.executable, "-c", _CHECK_AHEAD, str(data), str(tmp_path / "checked.pickle")],
                                       capture_output=True, text=True, check=True).stdout)
     assert (found["projects"], found["checked_here"], found["kept"]) == (40, 20, 40)  # the helper checked 20
+    assert all(found["paths"]) and all(found["problems"]) and all(found["scores"]) and all(found["regions"])
+    # A helper that fails hands nothing over: this process checks those projects itself.
+    found = json.loads(subprocess.run([sys.executable, "-c", _CHECK_AHEAD, str(data), str(tmp_path / "other.pickle"),
+                                       "--helper-fails"], capture_output=True, text=True, check=True).stdout)
+    assert (found["projects"], found["checked_here"], found["kept"]) == (40, 40, 40)
     assert all(found["paths"]) and all(found["problems"]) and all(found["scores"]) and all(found["regions"])
 
 

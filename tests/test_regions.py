@@ -379,6 +379,11 @@ def test_a_region_read_once_comes_from_the_cache_folder_until_its_files_change(
     for kept in (tmp_path / "cache/reportgen/regions").iterdir():
         kept.write_bytes(b"not what was kept")
     assert regions.load_region(folder, "mine") == changed and len(read) == 4  # a broken file: the YAML again
+    blocked = tmp_path / "not a folder"
+    blocked.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # a cache folder that cannot be made: read every time
+    assert regions.load_region(folder, "mine") == changed and regions.load_region(folder, "mine") == changed
+    assert len(read) == 6
     (folder / "form.docx").unlink()
     with pytest.raises(RegionError):  # a region without its template is never taken from the cache
         regions.load_region(folder, "mine")
