@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import gc
 import hashlib
 import itertools
@@ -21,24 +20,33 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, bundle, code_digest, convert, view
 from .bundle import SummaryRow
-from .errors import ConvertError, OutputError, Problem, ReportgenError, display_path
+from .errors import ConvertError, OutputError, ReportgenError, display_path
 from .load import Source
 from .regions import Region
 from .score import column_total
+from .state import (
+    CHECKED_FILE,
+    INPUTS_KEY,
+    STATE_FOLDER,
+    TREE_KEY,
+    Report,
+    State,
+    build_lock,
+    remember_tree,
+    tree_key,
+)
 from .validate import CheckCache, Checked, check_paths
 from .values import format_decimal, round_half_up
 
 if TYPE_CHECKING:
     from . import pdfpages
 
-STATE_FOLDER = ".reportgen"
-CHECKED_FILE = "checked.pickle"  # what checking each project found (validate.CheckCache)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -86,31 +94,6 @@ class Job:
         if self.region_files is None:
             self.region_files = region.files()  # every file of the region counts
         return [*source.unit_files, source.path, *self.region_files]
-
-
-@dataclass
-class Report:
-    """What a build did, for the final summary line and the exit code."""
-
-    projects: int = 0
-    rebuilt: int = 0
-    skipped: int = 0
-    warnings: int = 0
-    failures: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    bundles: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def summary(self) -> str:
-        return (
-            f"项目 {self.projects} 个：重新生成 {self.rebuilt}，未变化跳过 {self.skipped}，"
-            f"警告 {self.warnings}，失败 {len(self.failures)}；"
-            f"报送包 {len(self.bundles)} 个；用时 {self.seconds:.1f} 秒"
-        )
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -171,9 +154,6 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
     return jobs
 
 
-INPUTS_KEY = "#inputs"  # in state.json: the sha256 of every input file of the last build
-
-
 def likely_work(sources: list[Source], state: State) -> int:
     """A guess, made before validating, of how many LibreOffice the build will keep busy: none
     when no input file has changed since the last build, one when a single project file has,
@@ -205,81 +185,6 @@ def likely_work(sources: list[Source], state: State) -> int:
             pass
         return 1_000
     return changed
-
-
-# --- state: what the last build produced ----------------------------------------------------
-
-
-class State:
-    """``<out>/.reportgen/state.json``: fingerprints of what was built, to skip unchanged work."""
-
-    def __init__(self, out: Path) -> None:
-        self.path = out / STATE_FOLDER / "state.json"
-        try:
-            self.entries: dict[str, dict] = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.entries = {}
-
-    def fresh(self, key: str, fingerprint: str, outputs: list[Path]) -> bool:
-        entry = self.entries.get(key)
-        if not entry or entry.get("fingerprint") != fingerprint:
-            return False
-        recorded = entry.get("outputs", {})
-        return all(_unchanged(path, recorded.get(path.name)) for path in outputs)
-
-    def record(self, key: str, fingerprint: str, outputs: list[Path], own: str | None = None) -> None:
-        """``own``: the digest of the inputs the first output (a form's DOCX) depends on alone."""
-        entry = {"fingerprint": fingerprint, "outputs": {p.name: _file_record(p) for p in outputs}}
-        self.entries[key] = {**entry, "own": own} if own is not None else entry
-
-    def built_from(self, key: str, own: str, output: Path) -> bool:
-        """Whether ``output``, as the last build wrote it, depends only on inputs digested ``own``
-        (a form's DOCX in a chunk that must be converted again: copied, not rendered again)."""
-        entry = self.entries.get(key) or {}
-        return entry.get("own") == own and _unchanged(output, entry.get("outputs", {}).get(output.name))
-
-    def save(self) -> None:
-        data = json.dumps(self.entries, ensure_ascii=False, indent=1, sort_keys=True)
-        bundle.write_bytes(self.path, data.encode("utf-8"))
-
-
-def _file_record(path: Path) -> dict:
-    stat = path.stat()
-    return {"sha256": bundle.sha256_of(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _unchanged(path: Path, recorded: dict | None) -> bool:
-    """Whether an output is still what the build wrote. Like git's index, an unchanged size and
-    modification time vouch for the content; otherwise its checksum decides."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    if not isinstance(recorded, dict):
-        return False
-    if (stat.st_size, stat.st_mtime_ns) == (recorded.get("size"), recorded.get("mtime_ns")):
-        return True
-    return bundle.sha256_of(path) == recorded.get("sha256")
-
-
-@contextlib.contextmanager
-def build_lock(out: Path) -> Iterator[None]:
-    """One build per output folder at a time: a second one fails at once, clearly."""
-    try:
-        (out / STATE_FOLDER).mkdir(parents=True, exist_ok=True)
-        handle = open(out / STATE_FOLDER / "lock", "w")  # noqa: SIM115 - held for the block
-    except OSError as exc:
-        raise OutputError(f"无法写入输出文件夹 {out}：{exc.strerror or exc}") from exc
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise OutputError(f"另一个 reportgen build 正在写入 {out}，请等它结束后再运行") from exc
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
 
 
 # --- stages ---------------------------------------------------------------------------------
@@ -1022,6 +927,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
     workers = max(1, options.jobs or os.cpu_count() or 1)
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
+        tree = tree_key(paths, out, options.pdfa, options.shard)  # before any input is read
         early = min(workers, likely_work(sources, state))
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it
@@ -1072,9 +978,13 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
             recorded = state.entries.get(INPUTS_KEY, {}).get("files", {})
             files = {**recorded, **{str(path.resolve()): digest for path, digest in digests.items()}}
             state.entries[INPUTS_KEY] = {"files": dict(sorted(files.items()))}
+            state.entries.pop(TREE_KEY, None)  # recorded again below once the build is complete
             state.save()  # what was published is recorded, also when the build stops early
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
+        if report.ok and tree is not None:
+            remember_tree(state, tree, out, report)
+            state.save()
     report.seconds = time.monotonic() - started
     _write_stats(pool)
     return report

@@ -15,19 +15,23 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from . import __version__, report
-from .build import Options
-from .build import build as run_build
+from . import __version__
 from .errors import ReportgenError, UsageError
 from .package import write_bytes
 from .progress import progress_printer
-from .reference import field_reference, starter_yaml
-from .regions import Region, add_region_folders, all_regions, copy_region, find_region, suggest_region
-from .validate import Checked, check_paths
+from .region_folders import add_region_folders
+from .state import unchanged_tree
+
+if TYPE_CHECKING:
+    from .regions import Region
+    from .validate import Checked
+
+# The commands import what they use when they run: an unchanged tree is answered by `build`
+# without loading the checking and the regions (three quarters of its time otherwise).
 
 DEFAULT_DATA = Path("data")
 DEFAULT_OUT = Path("build")
@@ -62,10 +66,14 @@ def _friendly(command: Callable) -> Callable:
 
 
 def _check(paths: tuple[Path, ...]) -> list[Checked]:
+    from .validate import check_paths
+
     return check_paths(list(paths) or [DEFAULT_DATA])
 
 
 def _print_problems(results: list[Checked]) -> None:
+    from . import report
+
     for line in report.problem_lines(results):
         click.echo(line)
     click.echo(report.summary_line(results))
@@ -91,6 +99,8 @@ def main(region_folders: tuple[Path, ...]) -> None:
 
 
 def _region(name: str | None) -> Region:
+    from .regions import find_region, suggest_region
+
     region = find_region(name)
     if region is None:
         raise UsageError(suggest_region(name or ""))
@@ -122,6 +132,8 @@ def validate(paths: tuple[Path, ...], strict: bool) -> None:
 @_friendly
 def score(paths: tuple[Path, ...], explain: bool, as_json: bool) -> None:
     """计算每个项目的总分和等次。"""
+    from . import report
+
     results = _check(paths)
     scored = [checked for checked in results if checked.ok]
     if as_json:
@@ -140,6 +152,8 @@ def score(paths: tuple[Path, ...], explain: bool, as_json: bool) -> None:
 @_friendly
 def fields(region_name: str | None) -> None:
     """打印字段说明（由数据模型和地区的字段声明生成）。"""
+    from .reference import field_reference
+
     click.echo(field_reference(_region(region_name) if region_name else None))
 
 
@@ -150,6 +164,8 @@ def fields(region_name: str | None) -> None:
 @_friendly
 def new(file: Path, region_name: str | None, force: bool) -> None:
     """生成一个带注释的项目文件模板（中文键，只含该地区表格上的栏目）。"""
+    from .reference import starter_yaml
+
     region = _region(region_name)
     if file.exists() and not force:
         raise UsageError(f"{file} 已存在；如需覆盖请加 --force")
@@ -179,9 +195,15 @@ def new(file: Path, region_name: str | None, force: bool) -> None:
 def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, soffice: str, timeout: float,
           pdfa: bool, shard: tuple[int, int] | None, keep: float | None) -> None:
     """校验、计分，生成每个项目的 Word 和 PDF，并按单位、年度打包。"""
-    options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa, shard=shard, keep=keep)
-    with progress_printer() as progress:
-        result = run_build(list(paths) or [DEFAULT_DATA], out, options, progress)
+    given = list(paths) or [DEFAULT_DATA]
+    result = None if force else unchanged_tree(given, out, pdfa, shard)
+    if result is None:
+        from .build import Options
+        from .build import build as run_build
+
+        options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa, shard=shard, keep=keep)
+        with progress_printer() as progress:
+            result = run_build(given, out, options, progress)
     for problem in result.problems:
         click.echo(str(problem))
     for failure in result.failures:
@@ -213,6 +235,7 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 def import_forms(paths: tuple[Path, ...], out: Path, region_name: str | None, force: bool, soffice: str) -> None:
     """把已填好的自评表（.docx、.doc，或其所在文件夹）读回项目文件。"""
     from .importer import import_paths
+    from .validate import check_paths
 
     report = import_paths(list(paths), out, _region(region_name) if region_name else None, force, soffice)
     for problem in report.problems:
@@ -231,6 +254,8 @@ def import_forms(paths: tuple[Path, ...], out: Path, region_name: str | None, fo
 @_friendly
 def regions() -> None:
     """列出可用的地区：id、名称、表名、来自哪个文件夹。"""
+    from .regions import all_regions
+
     for region in all_regions().values():
         aliases = f"（也可写：{'、'.join(region.aliases)}）" if region.aliases else ""
         default = "［缺省］" if region.default else ""
@@ -250,6 +275,8 @@ def region_group() -> None:
 @_friendly
 def region_new(region_id: str, source: str, into: Path) -> None:
     """复制一个地区文件夹作为新地区的起点。"""
+    from .regions import copy_region
+
     folder = copy_region(_region(source), region_id, into)
     click.echo(f"已生成 {folder}：先改 rules.yaml 中的 name，再在 Word 中修改 form.docx（见 README「添加自己的地区」）")
 
@@ -264,6 +291,7 @@ def templates() -> None:
 @_friendly
 def templates_check(region_name: str | None) -> None:
     """检查地区模板：每个标签都在该地区的上下文中，每个声明的字段都印在表上。"""
+    from .regions import all_regions
     from .templates import check_templates  # loads docxtpl: only for this command
 
     chosen = [_region(region_name)] if region_name else list(all_regions().values())

@@ -14,14 +14,12 @@ import difflib
 import functools
 import hashlib
 import itertools
-import os
 import pickle
 import re
 import shutil
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -30,13 +28,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .declared import Declarations
 from .errors import Problem, RegionError, ReportgenError, display_path
-from .load import REGIONS_FOLDER, LocatedList, LocatedMap, load_file
+from .load import LocatedList, LocatedMap, load_file
+from .region_folders import (  # noqa: F401 - where regions are, also asked of this module
+    BUILTIN,
+    FIELDS_FILE,
+    REGIONS_ENV,
+    RULES_FILE,
+    TEMPLATE_FILE,
+    TEMPLATES_ENV,
+    add_region_folders,
+    data_region_folders,
+    forget_region_folders,
+    region_sources,
+    regions_in,
+    templates_root,
+)
 from .values import normalize_text
-
-TEMPLATES_ENV = "REPORTGEN_TEMPLATES"  # replaces the built-in folder (for testing a changed copy)
-REGIONS_ENV = "REPORTGEN_REGIONS"  # the user's region folders, separated like PATH
-RULES_FILE, FIELDS_FILE, TEMPLATE_FILE = "rules.yaml", "fields.yaml", "form.docx"
-BUILTIN = "内置"
 
 
 class Rules(BaseModel):
@@ -199,22 +206,6 @@ class Region(Rules):
         return self.grades[-1].name
 
 
-def templates_root() -> Path:
-    """The built-in regions: from $REPORTGEN_TEMPLATES, the installed package, or the checkout."""
-    if os.environ.get(TEMPLATES_ENV):
-        return Path(os.environ[TEMPLATES_ENV])
-    here = _package_folder()
-    for candidate in (here / "templates" / "docx", here.parent / "templates" / "docx"):
-        if candidate.is_dir():
-            return candidate
-    raise RegionError("找不到地区模板文件夹 templates/docx；可用环境变量 REPORTGEN_TEMPLATES 指定")
-
-
-@cache  # asked once per project; resolving the module's path costs a system call per folder level
-def _package_folder() -> Path:
-    return Path(__file__).resolve().parent
-
-
 # --- reading a region folder, every mistake located -------------------------------------
 
 _PYDANTIC_MESSAGES = {
@@ -370,57 +361,12 @@ def _read_region(folder: Path, origin: str) -> Region:
 
 # --- the registry ------------------------------------------------------------------------
 
-_user_folders: list[Path] = []
-
-
-def add_region_folders(folders: Iterable[Path]) -> None:
-    """Make the user's region folders known: each is a region folder or a folder of them."""
-    for folder in folders:
-        folder = folder.absolute()  # a relative name would mean another folder after a chdir
-        if folder not in _user_folders:
-            _user_folders.append(folder)
-
-
-def forget_region_folders() -> None:
-    """Back to the built-in regions and REPORTGEN_REGIONS only (each test starts from there)."""
-    _user_folders.clear()
-
-
-def data_region_folders(paths: Iterable[Path]) -> list[Path]:
-    """The ``regions/`` folders at the top of the given data folders (or above a given file)."""
-    found = []
-    for path in paths:
-        for folder in ([path] if path.is_dir() else []) + list(path.resolve().parents):
-            candidate = folder / REGIONS_FOLDER
-            if any(candidate.glob(f"*/{RULES_FILE}")):
-                found.append(candidate)
-                break
-    return found
-
-
-def region_sources() -> list[tuple[Path, str]]:
-    """Folders holding regions, in the order they override each other, with their origin."""
-    sources = [(templates_root(), BUILTIN)]
-    env = [Path(p) for p in os.environ.get(REGIONS_ENV, "").split(os.pathsep) if p]
-    for folder in [*env, *_user_folders]:
-        if not folder.is_dir():
-            raise RegionError(f"找不到地区文件夹：{display_path(folder)}")
-        sources.append((folder, display_path(folder)))
-    return sources
-
-
-def _region_folders(root: Path) -> list[Path]:
-    if (root / RULES_FILE).is_file():  # a single region's folder
-        return [root]
-    return sorted(p for p in root.iterdir() if (p / RULES_FILE).is_file())
-
-
 def _stamp(sources: list[tuple[Path, str]]) -> tuple:
     """What the registry depends on: the region folders and their YAML files' sizes and times
     (a long-running process, such as the web page, sees a region edited while it runs)."""
     stamp = []
     for root, origin in sources:
-        for folder in _region_folders(root):
+        for folder in regions_in(root):
             for name in (RULES_FILE, FIELDS_FILE):
                 try:
                     stat = (folder / name).stat()
@@ -435,7 +381,7 @@ def _registry(sources: tuple[tuple[Path, str], ...], stamp: tuple) -> dict[str, 
     regions: dict[str, Region] = {}
     problems: list[Problem] = []
     for root, origin in sources:
-        for folder in _region_folders(root):
+        for folder in regions_in(root):
             try:
                 regions[folder.name] = load_region(folder, origin)
             except RegionError as exc:
