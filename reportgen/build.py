@@ -912,12 +912,15 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     pass
 
 
-def build(paths: list[Path], out: Path, options: Options | None = None, progress: Progress = _no_progress) -> Report:
+def build(paths: list[Path], out: Path, options: Options | None = None, progress: Progress = _no_progress,
+          tree: str | None = None) -> Report:
     """Build every project under ``paths`` into ``out``; one failing project stops no other.
 
     When the inputs have changed since the last build (or there was none), LibreOffice is
     started before the projects are validated (see ``likely_work``): it needs about a second to
     start, and validating, planning and rendering take about as long on a large tree.
+    ``tree``: the tree's key (``state.tree_key``), when the caller took it before (the command
+    line does, to see whether there is anything to do).
     """
     from .load import discover
 
@@ -927,7 +930,8 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
     workers = max(1, options.jobs or os.cpu_count() or 1)
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
-        tree = tree_key(paths, out, options.pdfa, options.shard)  # before any input is read
+        if tree is None:  # the tree's key, taken before any input is read (by the caller, or here)
+            tree = tree_key(paths, out, options.pdfa, options.shard)
         early = min(workers, likely_work(sources, state))
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it

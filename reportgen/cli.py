@@ -24,7 +24,7 @@ from .errors import ReportgenError, UsageError
 from .package import write_bytes
 from .progress import progress_printer
 from .region_folders import add_region_folders
-from .state import unchanged_tree
+from .state import Tree, look_at_tree
 
 if TYPE_CHECKING:
     from .regions import Region
@@ -196,14 +196,15 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
           pdfa: bool, shard: tuple[int, int] | None, keep: float | None) -> None:
     """校验、计分，生成每个项目的 Word 和 PDF，并按单位、年度打包。"""
     given = list(paths) or [DEFAULT_DATA]
-    result = None if force else unchanged_tree(given, out, pdfa, shard)
+    tree = Tree(None) if force else look_at_tree(given, out, pdfa, shard)
+    result = tree.report
     if result is None:
         from .build import Options
         from .build import build as run_build
 
         options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa, shard=shard, keep=keep)
         with progress_printer() as progress:
-            result = run_build(given, out, options, progress)
+            result = run_build(given, out, options, progress, tree.key)
     for problem in result.problems:
         click.echo(str(problem))
     for failure in result.failures:

@@ -7,6 +7,8 @@ package prints.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,9 +39,14 @@ class Problem:
 def display_path(path: Path) -> str:
     """A path as the user should read it: relative to the working folder when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to(_resolved(os.getcwd())))
     except ValueError:
         return str(path)
+
+
+@functools.lru_cache(maxsize=8)  # asked for every project file; resolving looks at each folder level
+def _resolved(folder: str) -> Path:
+    return Path(folder).resolve()
 
 
 class ReportgenError(Exception):

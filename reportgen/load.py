@@ -434,6 +434,9 @@ def discover(paths: list[Path]) -> list[Source]:
             root, files = given.parent, [given]
         else:
             raise UsageError(f"找不到文件或文件夹：{given}")
+        chains: dict[Path, tuple[Path, ...]] = {}  # each folder's unit files, looked for once
         for file in files:
-            sources.setdefault(file, Source(file, _unit_chain(file, root)))
+            if file.parent not in chains:
+                chains[file.parent] = _unit_chain(file, root)
+            sources.setdefault(file, Source(file, chains[file.parent]))
     return [sources[key] for key in sorted(sources)]

@@ -1,6 +1,6 @@
 """What the last build left in ``<out>/.reportgen``: a fingerprint of every output (``State``),
 and a record of the whole tree as a complete build left it (``TREE_KEY``), against which a
-build that would find nothing to do is answered without checking a project (``unchanged_tree``).
+build that would find nothing to do is answered without checking a project (``look_at_tree``).
 
 Only the standard library and reportgen's light modules are imported here: an unchanged tree of
 a hundred projects is answered in a fraction of the time that loading the checking would take.
@@ -197,24 +197,34 @@ def remember_tree(state: State, key: str, out: Path, report: Report) -> None:
     }
 
 
-def unchanged_tree(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int] | None) -> Report | None:
-    """The report of the last build, when nothing it depended on has changed since and every
-    output is as it left them (a build would skip every project and print the same); None when
-    a build must look."""
+@dataclass
+class Tree:
+    """The tree as a build is about to find it: its ``tree_key`` (None if it cannot be taken),
+    and the report of the last build when that build stands for this one."""
+
+    key: str | None
+    report: Report | None = None
+
+
+def look_at_tree(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int] | None) -> Tree:
+    """The tree, with the report of the last build when nothing it depended on has changed since
+    and every output is as it left them (a build would skip every project and print the same)."""
     started = time.monotonic()
     if not (out / STATE_FOLDER / "state.json").is_file():
-        return None
+        return Tree(tree_key(paths, out, pdfa, shard))
     with build_lock(out):
         entry = State(out).entries.get(TREE_KEY)
-        if not isinstance(entry, dict) or entry.get("key") != tree_key(paths, out, pdfa, shard):
-            return None
+        key = tree_key(paths, out, pdfa, shard)
+        if not isinstance(entry, dict) or key is None or entry.get("key") != key:
+            return Tree(key)
         if entry.get("outputs") != output_files(out):
-            return None
+            return Tree(key)
     try:
         projects = int(entry["projects"])
         problems = [Problem(*row) for row in entry["problems"]]
         bundles = [Path(path) for path in entry["bundles"]]
-        return Report(projects=projects, skipped=projects, warnings=int(entry["warnings"]), problems=problems,
-                      bundles=bundles, seconds=time.monotonic() - started)
+        report = Report(projects=projects, skipped=projects, warnings=int(entry["warnings"]), problems=problems,
+                        bundles=bundles, seconds=time.monotonic() - started)
     except (KeyError, TypeError, ValueError):
-        return None
+        return Tree(key)
+    return Tree(key, report)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.build import Options, build
-from reportgen.state import TREE_KEY, unchanged_tree
+from reportgen.state import TREE_KEY, look_at_tree
 
 from .conftest import BASE_PROJECT, DATA
 
@@ -37,12 +37,12 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
 
 
 def _unchanged(data: Path, out: Path, pdfa: bool = False, shard: tuple[int, int] | None = None) -> bool:
-    return unchanged_tree([data], out, pdfa, shard) is not None
+    return look_at_tree([data], out, pdfa, shard).report is not None
 
 
 def test_an_unchanged_tree_gives_the_report_a_build_would(tree: tuple[Path, Path]) -> None:
     data, out = tree
-    replayed = unchanged_tree([data], out, False, None)
+    replayed = look_at_tree([data], out, False, None).report
     looked = build([data], out, Options(keep=0))  # a build looks at every project (and records again)
     assert replayed is not None and looked.ok
     assert replayed.problems == looked.problems and len(looked.problems) == 3
@@ -146,3 +146,30 @@ def test_the_command_answers_an_unchanged_tree_without_loading_the_checking(tree
     assert answered == looked
     assert looked[-1] == "项目 2 个：重新生成 0，未变化跳过 2，警告 3，失败 0；报送包 1 个；用时"
     assert any(": warning: " in line for line in looked)
+
+
+def test_the_command_takes_the_trees_key_once_before_the_build_reads_anything(
+        tree: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import build as build_module
+    from reportgen import state
+
+    from .conftest import run_cli
+
+    data, out = tree
+    project = next(data.rglob("网格信息采集工作.yaml"))
+    project.write_text(project.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    taken: list[tuple] = []
+    real = state.tree_key
+    for module in (state, build_module):
+        monkeypatch.setattr(module, "tree_key", lambda *args: taken.append(args) or real(*args))
+    result = run_cli("build", "data", "-o", "out")
+    assert result.exit_code == 0 and "重新生成 2，未变化跳过 0" in result.output
+    assert len(taken) == 1  # looked at once: the build is handed the key the command took
+
+    def printed(output: str) -> list[str]:  # the problems and bundles (not the progress, on stderr)
+        return [line for line in output.splitlines() if ": warning: " in line or line.startswith("报送包")]
+
+    answered = run_cli("build", "data", "-o", "out")
+    assert "重新生成 0，未变化跳过 2" in answered.output
+    assert printed(answered.output) == printed(result.output) and len(printed(result.output)) == 4
+    assert len(taken) == 2 and look_at_tree([data], out, False, None).report is not None
