@@ -18,6 +18,11 @@ worker slot, and reused.
 
 - A LibreOffice left running for the next build (``convert.KEEP_SECONDS``) is recorded beside
   its profile (``slot-<n>.office.json``) and ended when its profile is not to be trusted.
+- Every profile notes the installed LibreOffice's version as the last one that used it
+  (``note_version``): LibreOffice runs graphics self-tests, drawing on bitmaps of up to 4096 ×
+  4096 pixels (0.8 of the 1.25 CPU seconds it needs to start and convert a one-page form here),
+  whenever a profile was last used by an older version, and without a window it never notes the
+  version itself: it ran them at every start.
 
 Without a cache folder (no home, or one that cannot be written), each build uses temporary
 profiles as before.
@@ -27,9 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -37,6 +44,12 @@ from pathlib import Path
 
 READY = "reportgen-ready"
 MAX_SLOTS = 64
+SETTINGS = Path("user") / "registrymodifications.xcu"  # a profile's settings, as LibreOffice keeps them
+_LAST_VERSION = 'oor:name="ooSetupLastVersion"'
+_EMPTY_SETTINGS = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<oor:items xmlns:oor="http://openoffice.org/2001/registry" '
+    'xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n</oor:items>\n'
+)
 
 
 def root_folder(soffice: str) -> Path | None:
@@ -58,9 +71,10 @@ def root_folder(soffice: str) -> Path | None:
 class Profile:
     """A profile folder for one LibreOffice process at a time."""
 
-    def __init__(self, folder: Path, handle: int | None, warm: bool) -> None:
-        self.folder, self._handle, self.warm = folder, handle, warm
+    def __init__(self, folder: Path, handle: int | None, warm: bool, soffice: str = "soffice") -> None:
+        self.folder, self._handle, self.warm, self.soffice = folder, handle, warm, soffice
         self.good = True  # every LibreOffice run with it went well
+        note_version(folder, soffice)
 
     @property
     def kept(self) -> bool:
@@ -96,6 +110,7 @@ class Profile:
     def broken(self) -> None:
         """LibreOffice failed with this profile: the next run starts with a new one."""
         _clear(self.folder)
+        note_version(self.folder, self.soffice)
         self.warm = False
 
     def release(self) -> None:
@@ -124,15 +139,15 @@ def acquire(soffice: str, count: int, cached: bool = True) -> list[Profile]:
             for slot in range(MAX_SLOTS):
                 if len(found) == count:
                     break
-                profile = _take(root, slot)
+                profile = _take(root, slot, soffice)
                 if profile is not None:
                     found.append(profile)
     while len(found) < count:
-        found.append(Profile(Path(tempfile.mkdtemp(prefix="reportgen-lo-")), None, False))
+        found.append(Profile(Path(tempfile.mkdtemp(prefix="reportgen-lo-")), None, False, soffice))
     return found
 
 
-def _take(root: Path, slot: int) -> Profile | None:
+def _take(root: Path, slot: int, soffice: str) -> Profile | None:
     """Slot ``slot`` locked for this process, or None if another holds it."""
     handle = os.open(root / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -155,7 +170,7 @@ def _take(root: Path, slot: int) -> Profile | None:
             (root / f"slot-{slot}.office.json").unlink(missing_ok=True)
         _clear(folder)
     folder.mkdir(exist_ok=True)
-    return Profile(folder, handle, warm)
+    return Profile(folder, handle, warm, soffice)
 
 
 def _read_office(path: Path) -> dict | None:
@@ -170,3 +185,38 @@ def _clear(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True)
+
+
+def note_version(folder: Path, soffice: str) -> None:
+    """Note in the profile ``folder`` the version of the LibreOffice ``soffice`` as the last one
+    that used it, as LibreOffice with a window does at its first start (see the module's notes);
+    nothing when the profile notes one already, or when the version cannot be told."""
+    version = product_version(soffice)
+    settings = folder / SETTINGS
+    try:
+        text = settings.read_text(encoding="utf-8") if settings.exists() else _EMPTY_SETTINGS
+    except (OSError, UnicodeDecodeError):
+        return  # LibreOffice reads it as it can, and runs its tests
+    end = text.rfind("</oor:items>")
+    if version is None or _LAST_VERSION in text or end < 0:
+        return
+    item = (f'<item oor:path="/org.openoffice.Setup/Product"><prop {_LAST_VERSION} oor:op="fuse">'
+            f"<value>{version}</value></prop></item>\n")
+    with contextlib.suppress(OSError):
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        temporary = settings.with_name(f".{settings.name}.part")
+        temporary.write_text(text[:end] + item + text[end:], encoding="utf-8")
+        os.replace(temporary, settings)
+
+
+@functools.cache
+def product_version(soffice: str) -> str | None:
+    """The version LibreOffice gives itself ("7.4"), from its installation's configuration, or
+    None (another program, another layout)."""
+    program = Path(shutil.which(soffice) or soffice).resolve().parent
+    try:
+        data = (program.parent / "share" / "registry" / "main.xcd").read_bytes()
+    except OSError:
+        return None
+    found = re.search(rb'<prop oor:name="ooSetupVersion"[^>]*>\s*<value>(\d+\.\d+)</value>', data)
+    return found[1].decode() if found else None

@@ -152,3 +152,27 @@ def running_in(cache: Path) -> list[str]:
     """Processes (LibreOffice, its keeper) whose command line names the cache folder."""
     listing = subprocess.run(["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in listing.splitlines() if str(cache) in line and " Z" not in line and "ps -ww" not in line]
+
+
+def test_libreoffice_skips_its_graphics_self_tests_with_a_profile_that_notes_its_version(
+        cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a window LibreOffice never notes its version in the profile, and so ran its
+    graphics self-tests (0.8 CPU seconds) at every start: reportgen's profiles note it."""
+    from reportgen.convert import convert_to_pdf
+
+    version = profiles.product_version("soffice")
+    assert version is not None and version.count(".") == 1
+    document = tmp_path / "form.docx"
+    shutil.copy(ROOT / "tests/fixtures/header-row-starts-merge.docx", document)
+    assert convert_to_pdf([document], tmp_path / "noted")[0].is_file()
+    (profile,) = [folder for folder in slots(cache).iterdir() if folder.is_dir()]
+    settings = (profile / profiles.SETTINGS).read_text(encoding="utf-8")
+    assert f'<prop oor:name="ooSetupLastVersion" oor:op="fuse"><value>{version}</value></prop>' in settings
+    assert not (profile / "user/GraphicsRenderTests.log").exists()
+    assert settings.count("ooSetupLastVersion") == 1  # noted once, kept by LibreOffice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-cache"))
+    monkeypatch.setattr(profiles, "note_version", lambda folder, soffice: None)
+    assert convert_to_pdf([document], tmp_path / "not-noted")[0].is_file()
+    (unnoted,) = [folder for folder in slots(tmp_path / "another-cache").iterdir() if folder.is_dir()]
+    assert (unnoted / "user/GraphicsRenderTests.log").is_file()  # what LibreOffice does by itself
