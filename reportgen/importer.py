@@ -827,10 +827,12 @@ def open_document(path: Path, soffice: str = "soffice") -> tuple[list[Block], Pa
 
 def _from_doc(path: Path, soffice: str) -> tuple[list[Block], Path | None]:
     from .convert import find_soffice
+    from .profiles import note_version
 
     program = find_soffice(soffice)
     folder = Path(tempfile.mkdtemp(prefix="reportgen-import-"))
     profile = folder / "profile"
+    note_version(profile, program)  # no graphics self-tests at its start (see profiles)
     command = [program, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
                "--convert-to", "docx:MS Word 2007 XML", "--outdir", str(folder), str(path.resolve())]
     try:
