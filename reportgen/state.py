@@ -182,7 +182,10 @@ def output_files(out: Path) -> dict[str, list[int]]:
             folders[:] = [name for name in folders if not name.startswith(".staging-")]
             names = [name for name in names if name not in _BOOKKEEPING]
         for name in names:
-            stat = os.stat(os.path.join(folder, name))
+            try:
+                stat = os.stat(os.path.join(folder, name))
+            except OSError:
+                continue  # gone meanwhile: missing from the list, as it is from the folder
             found[os.path.join(place, name)] = [stat.st_size, stat.st_mtime_ns]
     return dict(sorted(found.items()))
 
