@@ -213,7 +213,11 @@ def look_at_tree(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int
     """The tree, with the report of the last build when nothing it depended on has changed since
     and every output is as it left them (a build would skip every project and print the same)."""
     started = time.monotonic()
-    if not (out / STATE_FOLDER / "state.json").is_file():
+    try:
+        recorded = (out / STATE_FOLDER / "state.json").is_file()
+    except OSError:  # a folder this user may not read: the build says so
+        recorded = False
+    if not recorded:
         return Tree(tree_key(paths, out, pdfa, shard))
     with build_lock(out):
         entry = State(out).entries.get(TREE_KEY)

@@ -173,3 +173,18 @@ def test_the_command_takes_the_trees_key_once_before_the_build_reads_anything(
     assert "重新生成 0，未变化跳过 2" in answered.output
     assert printed(answered.output) == printed(result.output) and len(printed(result.output)) == 4
     assert len(taken) == 2 and look_at_tree([data], out, False, None).report is not None
+
+
+def test_an_output_folder_that_cannot_be_looked_into_is_left_to_the_build(
+        tree: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    data, out = tree
+    is_file = Path.is_file
+
+    def refused(path: Path) -> bool:
+        if path.name == "state.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    looked = look_at_tree([data], out, False, None)
+    assert looked.report is None and looked.key is not None  # no answer, but the key for the build
