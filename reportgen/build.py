@@ -931,13 +931,13 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
         if tree is None:  # the tree's key, taken before any input is read (by the caller, or here)
-            tree = tree_key(paths, out, options.pdfa, options.shard)
+            tree = tree_key(paths, out, options.pdfa, options.shard, sources)
         early = min(workers, likely_work(sources, state))
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it
                 pool.launch(early)
         checked_before = CheckCache(out / STATE_FOLDER / CHECKED_FILE)
-        results = check_paths(paths, checked_before)
+        results = check_paths(paths, checked_before, sources)
         checked_before.save()
         digests: dict[Path, str] = {}
         # The whole tree is planned, also for a shard: what is built of a unit depends on the

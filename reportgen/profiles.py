@@ -42,6 +42,9 @@ import signal
 import tempfile
 from pathlib import Path
 
+from .errors import ReportgenError
+from .package import write_bytes
+
 READY = "reportgen-ready"
 MAX_SLOTS = 64
 SETTINGS = Path("user") / "registrymodifications.xcu"  # a profile's settings, as LibreOffice keeps them
@@ -192,21 +195,20 @@ def note_version(folder: Path, soffice: str) -> None:
     that used it, as LibreOffice with a window does at its first start (see the module's notes);
     nothing when the profile notes one already, or when the version cannot be told."""
     version = product_version(soffice)
+    if version is None:
+        return
     settings = folder / SETTINGS
     try:
         text = settings.read_text(encoding="utf-8") if settings.exists() else _EMPTY_SETTINGS
     except (OSError, UnicodeDecodeError):
         return  # LibreOffice reads it as it can, and runs its tests
     end = text.rfind("</oor:items>")
-    if version is None or _LAST_VERSION in text or end < 0:
+    if _LAST_VERSION in text or end < 0:
         return
     item = (f'<item oor:path="/org.openoffice.Setup/Product"><prop {_LAST_VERSION} oor:op="fuse">'
             f"<value>{version}</value></prop></item>\n")
-    with contextlib.suppress(OSError):
-        settings.parent.mkdir(parents=True, exist_ok=True)
-        temporary = settings.with_name(f".{settings.name}.part")
-        temporary.write_text(text[:end] + item + text[end:], encoding="utf-8")
-        os.replace(temporary, settings)
+    with contextlib.suppress(ReportgenError):  # not written: LibreOffice runs its tests, as before
+        write_bytes(settings, (text[:end] + item + text[end:]).encode("utf-8"))
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import bundle
 from .errors import OutputError, Problem, ReportgenError
+from .load import Source, discover
 from .region_folders import REGIONS_ENV, TEMPLATES_ENV, data_region_folders, region_sources, regions_in
 
 STATE_FOLDER = ".reportgen"
@@ -134,18 +135,19 @@ TREE_FORMAT = "1"
 _BOOKKEEPING = {"state.json", CHECKED_FILE, "lock"}  # in STATE_FOLDER, rewritten by every build
 
 
-def tree_key(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int] | None) -> str | None:
+def tree_key(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int] | None,
+             sources: list[Source] | None = None) -> str | None:
     """A digest of everything a build's outputs and printed report depend on: reportgen's code,
     Python, pydantic and the fonts (as the check cache and the fingerprints take them), the
     working folder (paths are printed relative to it), the options and settings that change
     outputs, every project and unit file, and every file of every region that could be found
-    (adding a region can change which one a project names). None if the files cannot be listed."""
+    (adding a region can change which one a project names). ``sources``: the project files, when
+    the caller found them already. None if the files cannot be listed."""
     from . import code_digest
     from .glyphs import fonts_key
-    from .load import discover
 
     try:
-        sources = discover(paths)
+        sources = discover(paths) if sources is None else sources
         roots = [root for root, _ in region_sources()] + data_region_folders(paths)
         files = sorted({path.absolute() for source in sources for path in (*source.unit_files, source.path)})
         for root in roots:

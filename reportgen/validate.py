@@ -654,9 +654,11 @@ def _report_unit_files_once(results: list[Checked], files: Files) -> None:
         checked.problems = kept
 
 
-def check_paths(paths: list[Path], cache: CheckCache | None = None) -> list[Checked]:
-    """Every project under the paths; a data folder's own ``regions/`` are known first."""
+def check_paths(paths: list[Path], cache: CheckCache | None = None,
+                sources: list[Source] | None = None) -> list[Checked]:
+    """Every project under the paths (``sources``: as the caller found them already); a data
+    folder's own ``regions/`` are known first."""
     from .load import discover
 
     add_region_folders(data_region_folders(paths))
-    return check_all(discover(paths), cache)
+    return check_all(discover(paths) if sources is None else sources, cache)

@@ -188,3 +188,19 @@ def test_an_output_folder_that_cannot_be_looked_into_is_left_to_the_build(
     monkeypatch.setattr(Path, "is_file", refused)
     looked = look_at_tree([data], out, False, None)
     assert looked.report is None and looked.key is not None  # no answer, but the key for the build
+
+
+@pytest.mark.parametrize("record", [
+    {"problems": "不是列表"}, {"problems": [[1, 2]]}, {"projects": "两个"}, {"bundles": None}, "不是字典",
+])
+def test_a_damaged_record_is_left_to_the_build(tree: tuple[Path, Path], record: object) -> None:
+    data, out = tree
+    state_file = out / ".reportgen/state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    state[TREE_KEY] = {**state[TREE_KEY], **record} if isinstance(record, dict) else record
+    state_file.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+    looked = look_at_tree([data], out, False, None)
+    assert looked.report is None and looked.key is not None
+    again = build([data], out, Options(keep=0), tree=looked.key)
+    assert again.ok and (again.rebuilt, again.skipped) == (0, 2)
+    assert _unchanged(data, out)  # recorded anew
