@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from reportgen.load import Source
 from reportgen.regions import find_region
 from reportgen.serve.form import layout
+from reportgen.validate import Checked, Files
 
 from .serve_helpers import Running, copy_data, serving
 
@@ -305,3 +307,39 @@ def test_a_filled_word_form_is_imported_into_the_data_folder(tmp_path: Path) -> 
         assert (status, json.loads(refused)) == (403, {"error": "只能导入 Word 文件（.docx 或 .doc）"})
     [imported] = check_paths([data])
     assert imported.ok and imported.project is not None and imported.project.name == "数字化城管信息系统运行项目（系统操作员）"
+
+
+def test_the_overview_checks_again_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every overview and every build from the page checks the data folder: a project unchanged
+    since the page last looked is taken from the check cache, and what the page finds is what
+    checking every project anew finds."""
+    from reportgen import validate
+    from reportgen.serve.workspace import Workspace
+
+    data = copy_data(tmp_path / "data")
+    workspace = Workspace(data, tmp_path / "build")
+    checked: list[Path] = []
+    check_source = validate.check_source
+
+    def counted(source: Source, files: Files | None = None) -> Checked:
+        checked.append(source.path)
+        return check_source(source, files)
+
+    monkeypatch.setattr(validate, "check_source", counted)
+    first = workspace.overview()
+    projects = sorted(path.resolve() for path in data.rglob("*.yaml") if path.name != "_unit.yaml")
+    assert sorted(checked) == projects and first["projects"] == len(projects) > 5
+
+    checked.clear()
+    assert workspace.overview() == first
+    assert checked == []
+
+    changed = data / SEED
+    text = changed.read_text(encoding="utf-8")
+    changed.write_text(text.replace('全年执行数(B): "173.47"', '全年执行数(B): "17.47"'), encoding="utf-8")
+    looked = workspace.overview()
+    assert checked == [changed.resolve()]
+    assert looked["warnings"] != first["warnings"] or looked["errors"] != first["errors"]
+    found = {c.source.path: (c.problems, c.result) for c in workspace.check_all()}
+    anew = {c.source.path: (c.problems, c.result) for c in validate.check_paths([data])}
+    assert found == anew
