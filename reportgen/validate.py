@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import gc
 import hashlib
 import os
 import pickle
@@ -485,22 +486,30 @@ class CheckCache:
     scores and all), so a build that finds nothing changed does not check anything again.
 
     The file is the build's own (written by it, beside its other outputs, trusted like them); one
-    that cannot be read is ignored and written anew.
+    that cannot be read is ignored and written anew. Each entry notes the project file it was
+    found for: a build of some projects (one unit, say) keeps the others' entries.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
             with path.open("rb") as stored:
-                self.entries: dict[str, bytes] = pickle.load(stored)
-            if not isinstance(self.entries, dict):
+                self._stored: dict[str, tuple[str | None, bytes]] = pickle.load(stored)
+            if not isinstance(self._stored, dict):
                 raise TypeError("not a dict")
+            for key, entry in list(self._stored.items()):
+                if isinstance(entry, bytes):  # written before entries noted their project file
+                    self._stored[key] = (None, entry)
         except (OSError, EOFError, pickle.UnpicklingError, TypeError, ValueError, AttributeError, ImportError):
-            self.entries = {}
+            self._stored = {}
+        self.entries: dict[str, bytes] = {key: entry[1] for key, entry in self._stored.items()
+                                          if isinstance(entry, tuple) and len(entry) == 2}
         self.used: dict[str, bytes] = {}
         self._setting: str | None = None
         self._regions: dict[str, Region] = {}
         self._keys: dict[Path, str | None] = {}  # of this run's sources, each read once
+        self._files: dict[str, str] = {}  # key → the project file of this run it was found for
+        self._looked: set[str] = set()  # every project file of this run
 
     def check(self, source: Source, files: Files) -> Checked:
         """The source checked: from the cache when nothing it depends on has changed."""
@@ -556,16 +565,25 @@ class CheckCache:
         return join
 
     def save(self) -> None:
-        """Keep this build's entries (only these: the file does not grow with old versions)."""
-        if self.used != self.entries:
+        """Keep this build's entries and those of project files it did not look at that still
+        exist; not the older versions of the ones it looked at (the file does not grow with them)."""
+        kept = {key: (self._files[key], entry) for key, entry in self.used.items()}
+        for key, (place, entry) in self._stored.items():
+            if key not in kept and place is not None and place not in self._looked and os.path.isfile(place):
+                kept[key] = (place, entry)
+        if kept != self._stored:
             from .package import write_bytes
 
             with contextlib.suppress(OSError):  # a cache not written costs the next build time only
-                write_bytes(self.path, pickle.dumps(self.used, pickle.HIGHEST_PROTOCOL))
+                write_bytes(self.path, pickle.dumps(kept, pickle.HIGHEST_PROTOCOL))
 
     def _key(self, source: Source, files: Files) -> str | None:
         if source.path not in self._keys:
-            self._keys[source.path] = self._digest(source, files)
+            place = os.path.abspath(source.path)
+            self._looked.add(place)
+            key = self._keys[source.path] = self._digest(source, files)
+            if key is not None:
+                self._files[key] = place
         return self._keys[source.path]
 
     def _digest(self, source: Source, files: Files) -> str | None:
@@ -613,7 +631,7 @@ def check_all(sources: list[Source], cache: CheckCache | None = None) -> list[Ch
     cache, the second half is checked by a helper process meanwhile (``check_ahead``): when a
     build checks, the LibreOffice it has started waits for the first document."""
     files = Files()
-    with held():
+    with held(), _collector_paused():
         if cache is None:
             results = [check_source(source, files) for source in sources]
         else:
@@ -637,6 +655,20 @@ def check_all(sources: list[Source], cache: CheckCache | None = None) -> list[Ch
         else:
             seen[key] = checked
     return results
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Without the cyclic garbage collector: checking makes objects that live as long as the
+    build does, and the collector's passes over them were an eighth of the time of checking
+    500 projects (the memory taken stayed the same)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _report_unit_files_once(results: list[Checked], files: Files) -> None:

@@ -543,6 +543,40 @@ def test_a_rebuild_takes_what_checking_found_from_the_last_build(tmp_path: Path,
     assert sorted(checked) == sorted(p for p in unit.parent.glob("*.yaml") if p.name != "_unit.yaml")
 
 
+def test_a_build_of_one_unit_keeps_what_checking_found_for_the_others(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building one unit (as the web page does) leaves the other units' entries in the cache: the
+    next build of the whole tree checks nothing again. Older versions of a project and projects
+    since deleted are not kept."""
+    import pickle
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    out, options = tmp_path / "out", Options(keep=0)
+    projects = sorted(p for p in data.rglob("*.yaml") if p.name != "_unit.yaml" and "regions" not in p.parts)
+    assert build([data], out, options).ok
+
+    def kept() -> list[str]:
+        with (out / ".reportgen/checked.pickle").open("rb") as stored:
+            return sorted(place for place, _ in pickle.load(stored).values())
+
+    assert kept() == [str(p) for p in projects]
+    unit = next(data.glob("2022/*/"))
+    project = sorted(unit.glob("[!_]*.yaml"))[0]
+    project.write_text(project.read_text(encoding="utf-8").replace("项目名称: ", "项目名称: 新", 1), encoding="utf-8")
+    checked = _counting_checks(monkeypatch)
+    assert build([unit], out, options).ok
+    assert checked == [project]
+    assert kept() == [str(p) for p in projects]  # the older version of the changed project is gone
+    checked.clear()
+    again = build([data], out, options)
+    assert checked == [] and again.ok
+    gone = next(p for p in projects if unit not in p.parents)
+    gone.unlink()
+    assert build([unit], out, options).ok
+    assert kept() == [str(p) for p in projects if p != gone]
+
+
 def test_reportgen_updated_without_a_new_version_checks_and_builds_again(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """What the old code found and built does not stand for the new code's (a corrected rule,
