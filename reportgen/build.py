@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -983,12 +984,15 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
             files = {**recorded, **{str(path.resolve()): digest for path, digest in digests.items()}}
             state.entries[INPUTS_KEY] = {"files": dict(sorted(files.items()))}
             state.entries.pop(TREE_KEY, None)  # recorded again below once the build is complete
-            state.save()  # what was published is recorded, also when the build stops early
+            if sys.exc_info()[0] is not None:
+                state.save()  # what was published is recorded, also when the build stops early
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
-        if report.ok and tree is not None:
-            remember_tree(state, tree, out, report)
-            state.save()
+        try:
+            if report.ok and tree is not None:
+                remember_tree(state, tree, out, report)
+        finally:
+            state.save()  # once: after a complete build, with the tree's record
     report.seconds = time.monotonic() - started
     _write_stats(pool)
     return report
