@@ -561,6 +561,14 @@ def _verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def _by_region(runs: list[ChangeRun]) -> str:
+    regions = sorted({run.region for run in runs})
+    return "; ".join(
+        f"{region} {_runs([r.seconds for r in runs if r.region == region], 2)} "
+        f"({next(r.rebuilt for r in runs if r.region == region)} rebuilt)"
+        for region in regions)
+
+
 def table(result: SizeResult) -> str:
     n, workers = result.n, os.cpu_count() or 1
     c_over_a, a_over_d, a_over_warm = result.c / result.a, result.a / result.d, result.a / result.d_warm
@@ -569,11 +577,7 @@ def table(result: SizeResult) -> str:
     how = f"extrapolated from {naive.measured} of {n} docs" if extrapolated else f"all {n} docs measured"
     stages = "; ".join(f"{name} ends {_runs([run.stages.get(name, float('nan')) for run in result.cold])} s"
                        for name in result.cold[0].stages)
-    regions = sorted({run.region for run in result.change})
-    by_region = "; ".join(
-        f"{region} {_runs([r.seconds for r in result.change if r.region == region], 2)} "
-        f"({result.change[[r.region for r in result.change].index(region)].rebuilt} rebuilt)"
-        for region in regions)
+    by_region = _by_region(result.change)
 
     def goal(sizes: tuple[int, ...] | int, ok: bool, text: str) -> str:
         applies = n in sizes if isinstance(sizes, tuple) else n == sizes
@@ -617,7 +621,8 @@ def table(result: SizeResult) -> str:
     ]
     title = f"N = {n} projects, {result.units} units; {result.repeats} run(s), medians; {workers} CPUs"
     lines = [title, f"{'':38}{'median':>11}  {'runs':<22}goal / note"]
-    lines += [f"{label:38}{value:>11}  {runs:<22}{goal}" for label, value, runs, goal in rows]
+    lines += [f"{label:38}{value:>11}  {runs:<22}{'  ' if len(runs) >= 22 else ''}{goal}"
+              for label, value, runs, goal in rows]
     if extrapolated:
         lines.append(
             f"  c2 measured {naive.measured} calls ({naive.seconds_measured:.1f} s; "
@@ -626,6 +631,7 @@ def table(result: SizeResult) -> str:
         )
     lines.append(f"  (a) stages: {stages}")
     lines.append(f"  (e) by region: {by_region}")
+    lines.append(f"  (e') by region: {_by_region(result.page_change)}")
     own = result.median([run.cpu_self for run in result.cold])
     office = result.median([run.cpu_children for run in result.cold])
     floor = result.median([run.cpu for run in result.floor])
