@@ -494,16 +494,19 @@ class CheckCache:
         self.path = path
         try:
             with path.open("rb") as stored:
-                self._stored: dict[str, tuple[str | None, bytes]] = pickle.load(stored)
-            if not isinstance(self._stored, dict):
+                found = pickle.load(stored)
+            if not isinstance(found, dict):
                 raise TypeError("not a dict")
-            for key, entry in list(self._stored.items()):
-                if isinstance(entry, bytes):  # written before entries noted their project file
-                    self._stored[key] = (None, entry)
         except (OSError, EOFError, pickle.UnpicklingError, TypeError, ValueError, AttributeError, ImportError):
-            self._stored = {}
-        self.entries: dict[str, bytes] = {key: entry[1] for key, entry in self._stored.items()
-                                          if isinstance(entry, tuple) and len(entry) == 2}
+            found = {}
+        self._stored: dict[str, tuple[str | None, bytes]] = {}  # key → (project file, entry), as read
+        for key, entry in found.items():
+            if isinstance(entry, bytes):  # written before entries noted their project file
+                entry = (None, entry)
+            if (isinstance(key, str) and isinstance(entry, tuple) and len(entry) == 2
+                    and isinstance(entry[0], str | None) and isinstance(entry[1], bytes)):
+                self._stored[key] = entry
+        self.entries = {key: entry for key, (_, entry) in self._stored.items()}
         self.used: dict[str, bytes] = {}
         self._setting: str | None = None
         self._regions: dict[str, Region] = {}

@@ -575,6 +575,12 @@ def test_a_build_of_one_unit_keeps_what_checking_found_for_the_others(tmp_path: 
     gone.unlink()
     assert build([unit], out, options).ok
     assert kept() == [str(p) for p in projects if p != gone]
+    # Entries of another shape (a damaged file) are not read, and the file is written anew.
+    damaged = {"a": (1, 2, 3), "b": ("x",), "c": ("/p", "not bytes"), "d": None, 5: (None, b"")}
+    (out / ".reportgen/checked.pickle").write_bytes(pickle.dumps(damaged))
+    checked.clear()
+    assert build([data], out, options).ok
+    assert len(checked) == len(projects) - 1 and kept() == [str(p) for p in projects if p != gone]
 
 
 def test_reportgen_updated_without_a_new_version_checks_and_builds_again(tmp_path: Path,

@@ -391,8 +391,8 @@ class Workspace:
         """Every project of the data folder, checked as a build checks it: a project whose files,
         regions and reportgen are as when the last build or the last look found it is taken from
         the build's check cache and from what this page found then (the overview and every build
-        would otherwise check every project again: half a second for a hundred). The cache file
-        is left to the builds: one building a single unit keeps only that unit's entries."""
+        would otherwise check every project again: half a second for a hundred). The page does
+        not write the cache file: the builds do."""
         cache = CheckCache(self.out / STATE_FOLDER / CHECKED_FILE)
         cache.entries.update(self._checked)
         results = check_paths([self.data], cache)
