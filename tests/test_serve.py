@@ -343,3 +343,24 @@ def test_the_overview_checks_again_only_what_changed(tmp_path: Path, monkeypatch
     found = {c.source.path: (c.problems, c.result) for c in workspace.check_all()}
     anew = {c.source.path: (c.problems, c.result) for c in validate.check_paths([data])}
     assert found == anew
+
+
+def test_the_benchmarks_page_route_rebuilds_a_changed_unit_and_restores_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``benchmarks.page`` (e'): one line per project, the unit rebuilt with the change, the
+    project file as it was."""
+    from benchmarks import page
+    from benchmarks.synth import synthesize
+    from reportgen.build import Options, build
+
+    data, out = tmp_path / "data", tmp_path / "build"
+    synthesize(6, data)
+    assert build([data], out, Options(keep=0)).ok
+    project = sorted(p for p in data.rglob("*.yaml") if p.name != "_unit.yaml")[0]
+    before = project.read_bytes()
+    assert page.main([str(data), str(out), str(project)]) == 0
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["project"] == str(project) and line["seconds"] > 0
+    assert "重新生成 0" not in line["summary"] and "失败 0" in line["summary"]
+    assert project.read_bytes() == before
