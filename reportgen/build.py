@@ -38,6 +38,7 @@ from .state import (
     TREE_KEY,
     Report,
     State,
+    Tree,
     build_lock,
     remember_tree,
     tree_key,
@@ -914,25 +915,28 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 
 def build(paths: list[Path], out: Path, options: Options | None = None, progress: Progress = _no_progress,
-          tree: str | None = None) -> Report:
+          tree: Tree | None = None) -> Report:
     """Build every project under ``paths`` into ``out``; one failing project stops no other.
 
     When the inputs have changed since the last build (or there was none), LibreOffice is
     started before the projects are validated (see ``likely_work``): it needs about a second to
     start, and validating, planning and rendering take about as long on a large tree.
-    ``tree``: the tree's key (``state.tree_key``), when the caller took it before (the command
-    line does, to see whether there is anything to do).
+    ``tree``: the tree as the caller found it before (the command line does, to see whether there
+    is anything to do): its key (``state.tree_key``) and its project files.
     """
     from .load import discover
 
     options = options or Options()
     started, report = time.monotonic(), Report()
-    sources = discover(paths)  # a path that does not exist is a usage error, before anything is written
+    found = tree.sources if tree is not None else None
+    # A path that does not exist is a usage error, before anything is written.
+    sources = found if found is not None else discover(paths)
+    key = tree.key if tree is not None else None
     workers = max(1, options.jobs or os.cpu_count() or 1)
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
         if tree is None:  # the tree's key, taken before any input is read (by the caller, or here)
-            tree = tree_key(paths, out, options.pdfa, options.shard, sources)
+            key = tree_key(paths, out, options.pdfa, options.shard, sources)
         early = min(workers, likely_work(sources, state))
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it
@@ -989,8 +993,8 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
         try:
-            if report.ok and tree is not None:
-                remember_tree(state, tree, out, report)
+            if report.ok and key is not None:
+                remember_tree(state, key, out, report)
         finally:
             state.save()  # once: after a complete build, with the tree's record
     report.seconds = time.monotonic() - started

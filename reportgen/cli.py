@@ -204,7 +204,7 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
 
         options = Options(force=force, jobs=jobs, soffice=soffice, timeout=timeout, pdfa=pdfa, shard=shard, keep=keep)
         with progress_printer() as progress:
-            result = run_build(given, out, options, progress, tree.key)
+            result = run_build(given, out, options, progress, tree)
     for problem in result.problems:
         click.echo(str(problem))
     for failure in result.failures:

@@ -206,10 +206,12 @@ def remember_tree(state: State, key: str, out: Path, report: Report) -> None:
 @dataclass
 class Tree:
     """The tree as a build is about to find it: its ``tree_key`` (None if it cannot be taken),
-    and the report of the last build when that build stands for this one."""
+    the report of the last build when that build stands for this one, and its project files as
+    found (None if they could not be: the build says why), handed to the build."""
 
     key: str | None
     report: Report | None = None
+    sources: list[Source] | None = None
 
 
 def look_at_tree(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int] | None) -> Tree:
@@ -217,18 +219,22 @@ def look_at_tree(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int
     and every output is as it left them (a build would skip every project and print the same)."""
     started = time.monotonic()
     try:
+        sources: list[Source] | None = discover(paths)
+    except (OSError, ReportgenError):
+        sources = None
+    try:
         recorded = (out / STATE_FOLDER / "state.json").is_file()
     except OSError:  # a folder this user may not read: the build says so
         recorded = False
     if not recorded:
-        return Tree(tree_key(paths, out, pdfa, shard))
+        return Tree(tree_key(paths, out, pdfa, shard, sources), sources=sources)
     with build_lock(out):
         entry = State(out).entries.get(TREE_KEY)
-        key = tree_key(paths, out, pdfa, shard)
+        key = tree_key(paths, out, pdfa, shard, sources)
         if not isinstance(entry, dict) or key is None or entry.get("key") != key:
-            return Tree(key)
+            return Tree(key, sources=sources)
         if entry.get("outputs") != output_files(out):
-            return Tree(key)
+            return Tree(key, sources=sources)
     try:
         projects = int(entry["projects"])
         problems = [Problem(*row) for row in entry["problems"]]
@@ -236,5 +242,5 @@ def look_at_tree(paths: list[Path], out: Path, pdfa: bool, shard: tuple[int, int
         report = Report(projects=projects, skipped=projects, warnings=int(entry["warnings"]), problems=problems,
                         bundles=bundles, seconds=time.monotonic() - started)
     except (KeyError, TypeError, ValueError):
-        return Tree(key)
-    return Tree(key, report)
+        return Tree(key, sources=sources)
+    return Tree(key, report, sources)

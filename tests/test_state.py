@@ -162,9 +162,14 @@ def test_the_command_takes_the_trees_key_once_before_the_build_reads_anything(
     real = state.tree_key
     for module in (state, build_module):
         monkeypatch.setattr(module, "tree_key", lambda *args: taken.append(args) or real(*args))
+    found: list[list[Path]] = []
+    discover = state.discover
+    monkeypatch.setattr(state, "discover", lambda paths: found.append(paths) or discover(paths))
+    monkeypatch.setattr("reportgen.load.discover", lambda paths: found.append(paths) or discover(paths))
     result = run_cli("build", "data", "-o", "out")
     assert result.exit_code == 0 and "重新生成 2，未变化跳过 0" in result.output
     assert len(taken) == 1  # looked at once: the build is handed the key the command took
+    assert len(found) == 1  # and the project files it found
 
     def printed(output: str) -> list[str]:  # the problems and bundles (not the progress, on stderr)
         return [line for line in output.splitlines() if ": warning: " in line or line.startswith("报送包")]
@@ -201,6 +206,6 @@ def test_a_damaged_record_is_left_to_the_build(tree: tuple[Path, Path], record: 
     state_file.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
     looked = look_at_tree([data], out, False, None)
     assert looked.report is None and looked.key is not None
-    again = build([data], out, Options(keep=0), tree=looked.key)
+    again = build([data], out, Options(keep=0), tree=looked)
     assert again.ok and (again.rebuilt, again.skipped) == (0, 2)
     assert _unchanged(data, out)  # recorded anew
