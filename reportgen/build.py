@@ -130,6 +130,13 @@ def unit_of(checked: Checked) -> str:
     return project.implementing_unit or project.primary_unit or checked.source.path.parent.name
 
 
+def unit_folder(checked: Checked, out: Path) -> Path:
+    """Where a valid project's unit is built: ``out/<年度>/<实施单位>``."""
+    project = checked.project
+    assert project is not None
+    return out / str(project.year) / bundle.safe_filename(unit_of(checked), set())
+
+
 def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path, str] | None = None) -> list[Job]:
     """Where each valid project's files go; names are safe and distinct within a bundle.
     ``digests``: each input file's sha256, filled in (a region's files are read once)."""
@@ -140,7 +147,7 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
     for checked in results:
         project = checked.project
         assert project is not None and checked.region is not None
-        folder = out / str(project.year) / bundle.safe_filename(unit_of(checked), set())
+        folder = unit_folder(checked, out)
         stem = bundle.safe_filename(project.name, taken.setdefault(folder, set()))
         region_files = listed.get(checked.region.folder)
         if region_files is None:
@@ -837,6 +844,8 @@ def _round_robin(batches: list[list[_Conversion]]) -> Iterator[_Conversion]:
 
 
 _POLL_SECONDS = 0.05
+# For measurements (benchmarks/run.py): where to write what the LibreOffice kept running used.
+STATS_VARIABLE = "REPORTGEN_STATS"
 
 
 def _write_bundle(item: Bundle, merged_docx: Path, parts: list[tuple[str, Path | tuple[pdfpages.Source, int, int]]],
@@ -1005,7 +1014,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
 def _write_stats(pool: convert.Pool) -> None:
     """For measurements (``benchmarks/run.py``): what the LibreOffice kept running used, written
     as JSON to the file ``REPORTGEN_STATS`` names."""
-    target = os.environ.get("REPORTGEN_STATS")
+    target = os.environ.get(STATS_VARIABLE)
     if target:
         with contextlib.suppress(OSError):
             Path(target).write_text(json.dumps(pool.stats()), encoding="utf-8")
@@ -1039,4 +1048,5 @@ def _failure_key(failure: str, out: Path) -> str:
 def _pool(options: Options, workers: int, progress: Progress) -> convert.Pool:
     keep = convert.keep_seconds() if options.keep is None else options.keep
     return convert.Pool(options.soffice, options.timeout, options.pdfa, workers=workers, keep=keep,
-                        progress=lambda done, total: progress("转换 PDF", done, total))
+                        progress=lambda done, total: progress("转换 PDF", done, total),
+                        measured=bool(os.environ.get(STATS_VARIABLE)))

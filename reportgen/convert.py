@@ -165,8 +165,9 @@ def group_peak_kb(group: int) -> int:
 class _Processes:
     """Every LibreOffice process group we started, so that all can be killed at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, measured: bool = False) -> None:
         self._lock = threading.Lock()
+        self.measured = measured  # what LibreOffice kept running uses is read (from /proc) for stats()
         self._live: set[subprocess.Popen] = set()
         self._groups: set[int] = set()  # LibreOffice left running by an earlier build, in use
         self.stopping = False
@@ -486,7 +487,7 @@ class _Office:
                     and isinstance(handled, int) and handled < RECYCLE_DOCUMENTS):
                 self.group, self.pid, self.handled = left["group"], left["pid"], handled
                 self.launched, self.ready = time.monotonic() - STARTUP_SECONDS, False
-                self.cpu_before = group_cpu_seconds(self.group) or 0.0
+                self.cpu_before = (group_cpu_seconds(self.group) or 0.0) if self.processes.measured else 0.0
                 self.processes.adopt(self.group)
                 return
             _end_group(left.get("group"))
@@ -557,7 +558,8 @@ class _Office:
         self.profile.broken()
 
     def _account(self) -> None:
-        if self.group is not None:
+        # Each read walks all of /proc (milliseconds, more on a busy machine): only when measured.
+        if self.group is not None and self.processes.measured:
             cpu = group_cpu_seconds(self.group)
             self.processes.account(max(0.0, (cpu or 0.0) - self.cpu_before), group_peak_kb(self.group),
                                    str(self.profile.folder))
@@ -747,14 +749,15 @@ class Pool:
 
     def __init__(self, soffice: str = "soffice", timeout: float = 120.0, pdfa: bool = False,
                  on_result: Callable[[Path, Outcome], None] | None = None,
-                 progress: ProgressCallback | None = None, workers: int | None = None, keep: float = 0.0) -> None:
+                 progress: ProgressCallback | None = None, workers: int | None = None, keep: float = 0.0,
+                 measured: bool = False) -> None:
         self.soffice, self.timeout, self.pdfa = soffice, timeout, pdfa
         self.on_result, self.progress = on_result, progress
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.keep = keep  # seconds a LibreOffice started ahead is kept running after the pool
         self.outcomes: dict[Path, Outcome] = {}
         self.expected = 0
-        self._processes, self._lock = _Processes(), threading.Lock()
+        self._processes, self._lock = _Processes(measured), threading.Lock()
         self._threads: list[threading.Thread] = []
         self._worker: _Worker | None = None
         self._errors: list[BaseException] = []
@@ -831,7 +834,8 @@ class Pool:
 
     def stats(self) -> dict[str, float]:
         """CPU seconds and the largest resident size (MB) of the LibreOffice processes kept
-        running (for measurements: those started per batch count as this process's children)."""
+        running, read only when the pool is ``measured`` (those started per batch count as
+        this process's children)."""
         return {"libreoffice_cpu_s": round(self._processes.server_cpu, 3),
                 "libreoffice_peak_mb": round(sum(self._processes.server_peaks.values()) / 1024, 1)}
 

@@ -399,6 +399,11 @@ _holds = itertools.count(1)  # numbers the outermost ``held`` blocks
 _hold = 0  # the number of the one running, or 0
 
 
+def regions_stamp() -> tuple:
+    """The region files' names, sizes and times: while it is the same, so are the regions."""
+    return _stamp(region_sources())
+
+
 def all_regions() -> dict[str, Region]:
     """Every known region by id; the region files are looked at again on each call, but
     within ``held()``."""

@@ -364,3 +364,54 @@ def test_the_benchmarks_page_route_rebuilds_a_changed_unit_and_restores_the_file
     assert line["project"] == str(project) and line["seconds"] > 0
     assert "重新生成 0" not in line["summary"] and "失败 0" in line["summary"]
     assert project.read_bytes() == before
+
+
+def test_a_units_projects_are_found_again_by_reading_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """生成本单位 finds the unit's projects: the first time by checking every project, then
+    only the project files that changed (a project moved to another unit moves), and always what
+    planning the whole checked data folder gives."""
+    from reportgen import build, validate
+    from reportgen.load import discover
+    from reportgen.serve.workspace import Workspace
+
+    data = copy_data(tmp_path / "data")
+    out = tmp_path / "build"
+    workspace = Workspace(data, out)
+    checked: list[Path] = []
+    check_source = validate.check_source
+
+    def counted(source: Source, files: Files | None = None) -> Checked:
+        checked.append(source.path)
+        return check_source(source, files)
+
+    def planned(folder: Path) -> list[Path]:  # the page's way before: plan every project checked
+        results = [c for c in map(check_source, discover([data])) if c.project is not None and c.region is not None]
+        return [job.checked.source.path for job in build.plan(results, workspace.out, build.Options())
+                if job.folder.resolve() == folder]
+
+    monkeypatch.setattr(validate, "check_source", counted)
+    unit = workspace.out / "2022" / "深圳市龙华区平安建设中心"
+    moved_to = workspace.out / "2022" / "深圳市龙华区另一中心"
+    projects = sorted(path for path in data.rglob("*.yaml") if path.name != "_unit.yaml")
+    members = [source.path for source in workspace.unit_members(unit)]
+    assert sorted(checked) == projects
+    assert [path.name for path in members] == ["系统操作员.yaml", "网格信息采集工作.yaml"]
+    assert members == planned(unit)
+
+    checked.clear()
+    assert [source.path for source in workspace.unit_members(unit)] == members and checked == []
+
+    moved = data / "2022" / "深圳龙华区平安建设中心" / "系统操作员.yaml"
+    text = moved.read_text(encoding="utf-8")
+    moved.write_text(text.replace('项目名称: "', '实施单位: "深圳市龙华区另一中心"\n项目名称: "', 1), encoding="utf-8")
+    assert [source.path.name for source in workspace.unit_members(unit)] == ["网格信息采集工作.yaml"]
+    assert checked == [moved]
+    checked.clear()
+    assert [source.path for source in workspace.unit_members(moved_to)] == [moved] == planned(moved_to)
+    assert checked == []
+    added = moved.with_name("新项目.yaml")
+    added.write_text(text, encoding="utf-8")
+    assert [source.path for source in workspace.unit_members(unit)] == [added, members[1]] == planned(unit)
+    assert checked == [added]
