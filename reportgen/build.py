@@ -450,6 +450,12 @@ class _Assembly:
         self.rendered = itertools.count(1)
         self.to_render = 0
         self.unrenderable: set[int] = set()  # ids of jobs and bundles whose DOCX failed
+        # The kept PDFs of the unchanged chunks of the bundles to write (never a unit's first: see
+        # plan_chunks), to read while LibreOffice converts the others.
+        converted = {id(chunk) for chunk in chunks}
+        kept = {id(job.chunk): job.chunk for item in bundles for job in item.members
+                if job.chunk is not None and id(job.chunk) not in converted}
+        self.ahead: list[Chunk] = list(kept.values())
 
     # --- staging and rendering
 
@@ -746,6 +752,15 @@ class _Assembly:
                 found.append((project.name, job.pdf))
         return found
 
+    def read_ahead(self) -> None:
+        """One kept chunk's PDF read, and made ready to be put after another in its unit's
+        全部项目.pdf (its objects' numbers shifted): while LibreOffice converts, the core it
+        leaves idle in a rebuild of a few projects. What cannot be read is left to the bundle."""
+        chunk = self.ahead.pop(0)
+        with contextlib.suppress(ConvertError):
+            source, _, _ = self._pages(chunk, 0)
+            source.read_all()
+
     def _pages(self, chunk: Chunk, part: int) -> tuple[pdfpages.Source, int, int]:
         """A part's pages in its chunk's PDF: this build's, or the one kept from before."""
         from . import pdfpages  # PDFs are read only when there are some
@@ -830,6 +845,9 @@ def produce(stale: list[Job], chunks: list[Chunk], bundles: list[Bundle], stagin
     assembly.compose()
     if unavailable is None:
         while pool.running() or not arrivals.empty():
+            if assembly.ahead and arrivals.empty():
+                assembly.read_ahead()
+                continue
             with contextlib.suppress(queue.Empty):
                 assembly.arrive(*arrivals.get(timeout=_POLL_SECONDS))
         pool.wait()

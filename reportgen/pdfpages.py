@@ -272,6 +272,13 @@ class Source:
             found = self._pieces[number] = (texts, numbers, obj.tail)
         return found
 
+    def read_all(self) -> None:
+        """Every object read and its references found (both kept), as copying all of them with
+        their numbers shifted needs: done ahead, while there is time."""
+        for number in self.offsets:
+            self.object(number)
+            self.references(number)
+
     def _walk_pages(self, number: int, seen: set[int]) -> None:
         if number in seen:
             raise Unsupported("page tree loop")

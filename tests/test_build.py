@@ -378,6 +378,37 @@ def test_a_unit_of_several_chunks_has_one_merged_pdf_with_every_page_bookmark_an
     assert all(part.raw_get("/P").idnum == document.idnum for part in parts)
 
 
+def test_a_kept_chunk_is_read_while_libreoffice_converts_the_changed_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild of a unit of three chunks after one form changed: the chunk whose forms did not
+    change is read (for 全部项目.pdf) while LibreOffice converts the other two, and the outputs
+    are a cold build's."""
+    from reportgen import build as build_module
+
+    monkeypatch.setattr(build_module, "CHUNK_BYTES", 1000)
+    read: list[list[str]] = []
+    read_ahead = build_module._Assembly.read_ahead
+
+    def noted(assembly: build_module._Assembly) -> None:
+        read.append([job.stem for job in assembly.ahead[0].jobs])
+        read_ahead(assembly)
+
+    monkeypatch.setattr(build_module._Assembly, "read_ahead", noted)
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    assert build([data], out, Options(keep=0)).ok
+    assert read == []  # a cold build keeps nothing
+    changed = next(data.rglob("网格信息采集工作.yaml"))
+    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    again = build([data], out, Options(keep=0))
+    assert (again.rebuilt, again.skipped) == (1, 1)
+    assert read == [["数字化城管信息系统运行项目（系统操作员）"]]
+    fresh = tmp_path / "fresh"
+    assert build([data], fresh, Options(keep=0)).ok
+    assert tree_digest(out) == tree_digest(fresh)
+
+
 def test_forms_laid_out_differently_among_others_are_converted_alone(tmp_path: Path) -> None:
     """LibreOffice lays out a repeated header row that starts a merged cell (晋中's 评分表 as it
     was) differently in a document of many forms: those forms are converted one by one."""
