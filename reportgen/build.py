@@ -633,7 +633,7 @@ class _Assembly:
             return
         try:
             # The same bytes whichever documents the LibreOffice converted before (pdfpages.canonical).
-            source = pdfpages.Source(pdfpages.canonical(pdfpages.Source(outcome.read_bytes())))
+            source = pdfpages.canonical_source(pdfpages.Source(outcome.read_bytes()))
             ranges = pdfpages.split(source, chunk.parts)
             cuts = []
             for job in chunk.jobs:

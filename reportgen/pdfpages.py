@@ -21,6 +21,7 @@ dates are given, and the file identifier is a hash of the bytes.
 from __future__ import annotations
 
 import bisect
+import copy
 import datetime
 import functools
 import hashlib
@@ -462,6 +463,8 @@ class Part:
 @dataclass
 class _Writer:
     objects: dict[int, bytes] = field(default_factory=dict)  # number → the whole object
+    placed: dict[int, int] = field(default_factory=dict)  # number → its offset, once finished
+    table: int = 0  # where the cross-reference table starts, once finished
     top: int = 0  # the highest number given out
     numbers: dict[tuple[int, int], int] = field(default_factory=dict)  # (source id, number) → new
     pending: list[tuple[Source, int]] = field(default_factory=list)
@@ -522,12 +525,14 @@ class _Writer:
             if not run:
                 first = number
             run.append(b"%010d 00000 n \n" % position)
+            self.placed[number] = position
             body = self.objects[number]
             parts.append(body)
             position += len(body)
             previous = number
         if run:
             table += [b"%d %d\n" % (first, len(run)), *run]
+        self.table = position
         placeholder = b"0" * 32
         trailer = b"trailer\n<</Size %d/Root %d 0 R/Info %d 0 R/ID[<%s><%s>]>>\nstartxref\n%d\n%%%%EOF\n" % (
             max(self.objects) + 1, root, info, placeholder, placeholder, position)
@@ -925,6 +930,30 @@ def canonical(source: Source, title: str | None = None, when: datetime.datetime 
     objects (as LibreOffice numbers them in the first document it converts) and written the
     same way whatever they were (LibreOffice's compression, a direct /Length); with ``title``
     and ``when``, its document information too. Every other object is kept as it is."""
+    return _canonical(source, title, when)[0]
+
+
+def canonical_source(source: Source) -> Source:
+    """``Source(canonical(source))`` without reading the new bytes again: only the fonts (and
+    their /Length objects) differ, so what was read of ``source`` (pages, structure tree,
+    objects) holds, and where each object now stands is known from writing it."""
+    data, writer, changed = _canonical(source)
+    if source.info_number is None:  # the new file names a document information it lacks
+        return Source(data)
+    copied = copy.copy(source)
+    copied.data = data
+    copied.offsets = writer.placed
+    order = sorted(writer.placed)  # written in number order
+    copied._ends = dict(zip(order, [*(writer.placed[number] for number in order[1:]), writer.table], strict=True))
+    copied._cache = {number: obj for number, obj in source._cache.items() if number not in changed}
+    copied._pieces = {number: pieces for number, pieces in source._pieces.items() if number not in changed}
+    copied._references = {number: found for number, found in source._references.items() if number not in changed}
+    return copied
+
+
+def _canonical(source: Source, title: str | None = None,
+               when: datetime.datetime | None = None) -> tuple[bytes, _Writer, set[int]]:
+    """``canonical``'s bytes, the writer that placed its objects, and the objects it changed."""
     replaced: dict[int, bytes] = {}
     dropped: set[int] = set()
     ordinal = 0
@@ -943,7 +972,8 @@ def canonical(source: Source, title: str | None = None, when: datetime.datetime 
             writer.objects[number] = replaced.get(number) or source.raw(number)
     if title is not None and when is not None:
         writer.put(info, serialize(_info(source.info, title, when)))
-    return writer.finish(source.header, source.root_number, info)
+        dropped.add(info)
+    return writer.finish(source.header, source.root_number, info), writer, {*replaced, *dropped}
 
 
 def _renumbered_font(source: Source, number: int, unique: int) -> tuple[bytes, int | None]:

@@ -156,3 +156,35 @@ def test_a_template_whose_repeated_header_starts_a_merge_is_converted_alone(tmp_
     assert theirs[2][0].split()[0] == "评分表".encode() and ours[2][0].split()[0] != "评分表".encode()
     assert (out / "2020/晋中市数字化城市管理中心/数字城管运行费.pdf").read_bytes()  # converted alone, it is right
     assert _pages(out / "2020/晋中市数字化城市管理中心/数字城管运行费.pdf", tmp_path / "built") == theirs
+
+
+def test_a_pdf_made_canonical_is_read_as_its_bytes_would_be(built_data: Path, tmp_path: Path) -> None:
+    """``canonical_source`` keeps what was read of the PDF LibreOffice wrote instead of reading
+    the canonical bytes again: the same bytes, every object where the bytes have it, and the
+    same forms cut from it. The second of two documents converted by one LibreOffice has its
+    fonts numbered after the first's, so its fonts are rewritten."""
+    docs = []
+    for index, merged in enumerate(sorted(built_data.rglob("全部项目.docx"))[:2]):
+        docs.append(tmp_path / f"{index}.docx")
+        shutil.copy(merged, docs[-1])
+    _alone(docs, tmp_path, tmp_path / "profile")
+    source = pdfpages.Source((tmp_path / "1.pdf").read_bytes())
+    kept = pdfpages.canonical_source(source)
+    read = pdfpages.Source(pdfpages.canonical(source))
+    assert kept.data == read.data != source.data
+    assert kept.offsets == read.offsets and kept._ends == read._ends
+    assert (kept.pages, kept.kids, kept.parent_tree) == (read.pages, read.kids, read.parent_tree)
+    for number in read.offsets:
+        assert kept.raw(number) == read.raw(number)
+        assert kept.object(number) == read.object(number) and kept.references(number) == read.references(number)
+    when = datetime.datetime(2023, 12, 31, tzinfo=datetime.UTC)
+
+    def cut(source: pdfpages.Source, first: int, count: int) -> bytes | str:
+        try:
+            return pdfpages.cut(source, first, count, "项目", when)
+        except pdfpages.Unsupported as exc:  # a table that goes on over the next page
+            return str(exc)
+
+    cuts = [(cut(kept, page, 1), cut(read, page, 1)) for page in range(len(read.pages))]
+    assert all(a == b for a, b in cuts) and any(isinstance(a, bytes) for a, _ in cuts)
+    assert isinstance(whole := cut(kept, 0, len(read.pages)), bytes) and whole == cut(read, 0, len(read.pages))

@@ -420,6 +420,7 @@ class Workspace:
         (checking the whole folder on every 生成本单位 took 0.1 s for a hundred projects).
         Checking across projects (duplicate names) does not move a project: the build does it."""
         sources = discover([self.data])
+        add_region_folders(data_region_folders([self.data]))  # as check_paths: regions made since
         cache: CheckCache | None = None
         files = Files()
         members = []
@@ -436,12 +437,14 @@ class Workspace:
                         cache = CheckCache(self.out / STATE_FOLDER / CHECKED_FILE)
                         cache.entries.update(self._checked)
                     checked = cache.check(source, files)
-                    buildable = checked.project is not None and checked.region is not None
+                    buildable = (checked.project is not None and checked.region is not None
+                                 and source.path.resolve().is_relative_to(self.data))  # as check_all
                     known = (stamp, building.unit_folder(checked, self.out).resolve() if buildable else None)
                     if stamp:
                         self._unit_folders[source.path] = known
                 if known[1] == folder:
                     members.append(source)
+            self._unit_folders = {s.path: self._unit_folders[s.path] for s in sources if s.path in self._unit_folders}
             if cache is not None:
                 self._checked.update(cache.used)
         return members
