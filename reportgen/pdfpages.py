@@ -426,11 +426,10 @@ def _xref(data: bytes, xref: int) -> tuple[dict[int, int], int]:
             break
         first, count = int(match[1]), int(match[2])
         position = match.end()
-        for index in range(count):
-            entry = data[position : position + 20]
-            if entry[17:18] == b"n":
-                offsets[first + index] = int(entry[:10])
-            position += 20
+        block = data[position : position + 20 * count]  # entries of 20 bytes: offset, generation, n/f
+        offsets.update({first + index: int(block[at : at + 10])
+                        for index, at in enumerate(range(0, len(block), 20)) if block[at + 17 : at + 18] == b"n"})
+        position += 20 * count
     while data[position : position + 1] in (b" ", b"\r", b"\n"):
         position += 1
     if not data.startswith(b"trailer", position):
@@ -439,8 +438,9 @@ def _xref(data: bytes, xref: int) -> tuple[dict[int, int], int]:
 
 
 def _ends(offsets: dict[int, int], xref: int) -> dict[int, int]:
-    starts = sorted(offsets.items(), key=lambda item: item[1])
-    return {number: (starts[i + 1][1] if i + 1 < len(starts) else xref) for i, (number, _) in enumerate(starts)}
+    """Where each object ends: where the next one in the file starts (the last, at the table)."""
+    order = sorted(offsets, key=offsets.__getitem__)
+    return dict(zip(order, [*(offsets[number] for number in order[1:]), xref], strict=True))
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -943,8 +943,7 @@ def canonical_source(source: Source) -> Source:
     copied = copy.copy(source)
     copied.data = data
     copied.offsets = writer.placed
-    order = sorted(writer.placed)  # written in number order
-    copied._ends = dict(zip(order, [*(writer.placed[number] for number in order[1:]), writer.table], strict=True))
+    copied._ends = _ends(writer.placed, writer.table)
     copied._cache = {number: obj for number, obj in source._cache.items() if number not in changed}
     copied._pieces = {number: pieces for number, pieces in source._pieces.items() if number not in changed}
     copied._references = {number: found for number, found in source._references.items() if number not in changed}
