@@ -451,11 +451,12 @@ class _Assembly:
         self.to_render = 0
         self.unrenderable: set[int] = set()  # ids of jobs and bundles whose DOCX failed
         # The kept PDFs of the unchanged chunks of the bundles to write (never a unit's first: see
-        # plan_chunks), to read while LibreOffice converts the others.
+        # plan_chunks), to read while LibreOffice converts the others; at most READ_AHEAD held.
         converted = {id(chunk) for chunk in chunks}
         kept = {id(job.chunk): job.chunk for item in bundles for job in item.members
                 if job.chunk is not None and id(job.chunk) not in converted}
         self.ahead: list[Chunk] = list(kept.values())
+        self.read_early: set[int] = set()  # ids of chunks read ahead, their bundle not yet written
 
     # --- staging and rendering
 
@@ -728,8 +729,9 @@ class _Assembly:
             return
         if not any(id(chunk) in self.fallen_back for chunk in self.chunks_of.get(item.folder, [])):
             self.state.record(item.key(self.out), item.fingerprint, item.outputs)
-        for chunk in self.chunks_of.get(item.folder, []):
+        for chunk in [*self.chunks_of.get(item.folder, []), *(job.chunk for job in item.members if job.chunk)]:
             self.sources.pop(id(chunk), None)  # its PDF, read: not needed any more
+            self.read_early.discard(id(chunk))
         self.written.append(item)
         self.progress("打包", len(self.written), len(self.by_folder))
 
@@ -757,9 +759,16 @@ class _Assembly:
         全部项目.pdf (its objects' numbers shifted): while LibreOffice converts, the core it
         leaves idle in a rebuild of a few projects. What cannot be read is left to the bundle."""
         chunk = self.ahead.pop(0)
+        if not self.pending.get(chunk.folder):  # its bundle is written (or failed) already
+            return
         with contextlib.suppress(ConvertError):
             source, _, _ = self._pages(chunk, 0)
             source.read_all()
+            self.read_early.add(id(chunk))
+
+    def reads_ahead(self) -> bool:
+        """Whether a kept chunk is left to read ahead, and room to hold it."""
+        return bool(self.ahead) and len(self.read_early) < READ_AHEAD
 
     def _pages(self, chunk: Chunk, part: int) -> tuple[pdfpages.Source, int, int]:
         """A part's pages in its chunk's PDF: this build's, or the one kept from before."""
@@ -845,7 +854,7 @@ def produce(stale: list[Job], chunks: list[Chunk], bundles: list[Bundle], stagin
     assembly.compose()
     if unavailable is None:
         while pool.running() or not arrivals.empty():
-            if assembly.ahead and arrivals.empty():
+            if assembly.reads_ahead() and arrivals.empty():
                 assembly.read_ahead()
                 continue
             with contextlib.suppress(queue.Empty):
@@ -862,6 +871,7 @@ def _round_robin(batches: list[list[_Conversion]]) -> Iterator[_Conversion]:
 
 
 _POLL_SECONDS = 0.05
+READ_AHEAD = 4  # kept chunks read ahead and held until their bundle is written (a few MB each)
 # For measurements (benchmarks/run.py): where to write what the LibreOffice kept running used.
 STATS_VARIABLE = "REPORTGEN_STATS"
 
@@ -955,15 +965,13 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
 
     options = options or Options()
     started, report = time.monotonic(), Report()
-    found = tree.sources if tree is not None else None
     # A path that does not exist is a usage error, before anything is written.
-    sources = found if found is not None else discover(paths)
-    key = tree.key if tree is not None else None
+    sources = tree.sources if tree is not None and tree.sources is not None else discover(paths)
     workers = max(1, options.jobs or os.cpu_count() or 1)
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
-        if tree is None:  # the tree's key, taken before any input is read (by the caller, or here)
-            key = tree_key(paths, out, options.pdfa, options.shard, sources)
+        # The tree's key, taken before any input is read (by the caller, or here).
+        key = tree.key if tree is not None else tree_key(paths, out, options.pdfa, options.shard, sources)
         early = min(workers, likely_work(sources, state))
         if early:
             with contextlib.suppress(convert.ConvertError):  # said when there is work for it

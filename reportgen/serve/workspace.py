@@ -407,11 +407,20 @@ class Workspace:
         the build's check cache and from what this page found then (the overview and every build
         would otherwise check every project again: half a second for a hundred). The page does
         not write the cache file: the builds do."""
-        cache = CheckCache(self.out / STATE_FOLDER / CHECKED_FILE)
-        cache.entries.update(self._checked)
+        cache = self._check_cache()
         results = check_paths([self.data], cache)
         self._checked = cache.used
-        return [c for c in results if c.source.path.resolve().is_relative_to(self.data)]
+        return [c for c in results if self._in_data(c.source)]
+
+    def _check_cache(self) -> CheckCache:
+        """The last build's check cache, with what this page found since (not written back)."""
+        cache = CheckCache(self.out / STATE_FOLDER / CHECKED_FILE)
+        cache.entries.update(self._checked)
+        return cache
+
+    def _in_data(self, source: Source) -> bool:
+        """A project file inside the data folder once links are resolved."""
+        return source.path.resolve().is_relative_to(self.data)
 
     def unit_members(self, folder: Path) -> list[Source]:
         """The project files of the data folder whose forms go to the unit ``folder``. Where each
@@ -433,12 +442,9 @@ class Workspace:
                 stamp = _file_stamp((*source.unit_files, source.path))  # before reading: never newer
                 known = self._unit_folders.get(source.path)
                 if known is None or known[0] != stamp:
-                    if cache is None:
-                        cache = CheckCache(self.out / STATE_FOLDER / CHECKED_FILE)
-                        cache.entries.update(self._checked)
+                    cache = self._check_cache() if cache is None else cache
                     checked = cache.check(source, files)
-                    buildable = (checked.project is not None and checked.region is not None
-                                 and source.path.resolve().is_relative_to(self.data))  # as check_all
+                    buildable = checked.project is not None and checked.region is not None and self._in_data(source)
                     known = (stamp, building.unit_folder(checked, self.out).resolve() if buildable else None)
                     if stamp:
                         self._unit_folders[source.path] = known
