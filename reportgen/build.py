@@ -75,6 +75,7 @@ class Job:
     own: str = ""  # its own inputs' digest
     chunk: Chunk | None = None  # the document it is converted in, if not alone
     region_files: list[Path] | None = None  # its region's files, when already listed
+    input_digests: tuple[str, ...] = ()  # the sha256 of each of its inputs, as built
 
     @property
     def docx(self) -> Path:
@@ -139,7 +140,8 @@ def unit_folder(checked: Checked, out: Path) -> Path:
 
 def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path, str] | None = None) -> list[Job]:
     """Where each valid project's files go; names are safe and distinct within a bundle.
-    ``digests``: each input file's sha256, filled in (a region's files are read once)."""
+    ``digests``: each input file's sha256, filled in: of a project and its unit files, as its
+    check read them (``Checked.digests``); of a region's files, read once."""
     taken: dict[Path, set[str]] = {}
     digests = {} if digests is None else digests
     listed: dict[Path, list[Path]] = {}  # region folder → its files, listed once
@@ -153,12 +155,16 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
         if region_files is None:
             region_files = listed[checked.region.folder] = checked.region.files()
         job = Job(checked, folder, stem, "", _when(checked), region_files=region_files)
+        checked_digests = dict(zip((*checked.source.unit_files, checked.source.path), checked.digests, strict=False))
         inputs = job.inputs
         for path in inputs:
-            if path not in digests:
+            digest = checked_digests.get(path)
+            if digest is not None:
+                digests[path] = digest
+            elif path not in digests:
                 digests[path] = bundle.sha256_of(path)
-        job.fingerprint = job.own = _digest(code_digest(), str(options.pdfa), job.when.isoformat(),
-                                            *(digests[path] for path in inputs))
+        job.input_digests = tuple(digests[path] for path in inputs)
+        job.fingerprint = job.own = _digest(code_digest(), str(options.pdfa), job.when.isoformat(), *job.input_digests)
         jobs.append(job)
     return jobs
 
@@ -892,7 +898,8 @@ def _write_bundle(item: Bundle, merged_docx: Path, parts: list[tuple[str, Path |
         "regions": {j.checked.region.id: _region_files(j.checked.region) for j in members},
         "projects": [{"name": j.checked.project.name, "file": j.stem} for j in members],
     }
-    inputs = [Path(display_path(p)) for j in members for p in j.inputs]
+    inputs = {Path(display_path(path)): digest
+              for j in members for path, digest in zip(j.inputs, j.input_digests, strict=True)}
     bundle.write_manifest(folder / manifest_name, folder, inputs, info)
     bundle.write_zip(folder, item.archive, when)
 

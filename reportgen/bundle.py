@@ -880,14 +880,15 @@ def write_summary_csv(rows: list[SummaryRow], target: Path) -> None:
 # --- manifest and zip -----------------------------------------------------------------------
 
 
-def write_manifest(target: Path, folder: Path, inputs: list[Path], info: dict) -> None:
-    """manifest.json: every input and output file with its sha256, and how it was made."""
+def write_manifest(target: Path, folder: Path, inputs: dict[Path, str], info: dict) -> None:
+    """manifest.json: every input file (path → sha256, as the build read it) and output file
+    with its sha256, and how it was made."""
     outputs = sorted(
         p for p in folder.iterdir() if p.is_file() and p.name != target.name and not p.name.startswith(".")
     )
     manifest = {
         **info,
-        "inputs": [{"path": str(p), "sha256": sha256_of(p)} for p in sorted(set(inputs))],
+        "inputs": [{"path": str(path), "sha256": digest} for path, digest in sorted(inputs.items())],
         "outputs": [{"path": p.name, "sha256": sha256_of(p)} for p in outputs],
     }
     write_bytes(target, (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))

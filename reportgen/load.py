@@ -356,14 +356,15 @@ class _Builder:
         return located
 
 
-def load_file(path: Path) -> Document:
-    """Read one YAML file into a located tree; problems instead of exceptions."""
+def load_file(path: Path, raw: bytes | None = None) -> Document:
+    """Read one YAML file into a located tree; problems instead of exceptions. ``raw``: its
+    bytes, when the caller has read them already (and digested what it loads)."""
     start = (1, 1)
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if raw is None else len(raw)
         if size > MAX_FILE_BYTES:
             return Document(path, None, [_problem(path, start, f"文件过大（{size} 字节），项目文件应小于 2 MB")])
-        raw = path.read_bytes()
+        raw = path.read_bytes() if raw is None else raw
     except OSError as exc:
         return Document(path, None, [_problem(path, start, f"无法读取文件：{exc.strerror}")])
     try:

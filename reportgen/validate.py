@@ -16,7 +16,7 @@ import pickle
 import sys
 import threading
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +76,10 @@ class Checked:
     region: Region | None = None
     result: Result | None = None
     locator: Locator = field(default_factory=Locator)
+    # The sha256 of its unit files and project file (in the source's order) as they were read
+    # for this check: what a build's fingerprint takes, so that the outputs it records as made
+    # from some content were made from that content, even if the file was saved meanwhile.
+    digests: tuple[str | None, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -393,17 +397,49 @@ def _apply(checked: Checked, findings: list[Finding]) -> None:
 
 
 class Files:
-    """The files of one run: each unit file is read once however many projects share it, and
-    each path is named for display once (resolving it costs several system calls)."""
+    """The files of one run, each read once: a unit file however many projects share it, a
+    project file for its cache key and its check alike (so both see the same content, even if a
+    clerk saves it in between); and each path is named for display once (resolving it costs
+    several system calls)."""
 
     def __init__(self) -> None:
         self._units: dict[Path, Document] = {}
         self._names: dict[Path, str] = {}
+        self._bytes: dict[Path, bytes] = {}  # read, and (a project file) not yet loaded
+        self._digests: dict[Path, str] = {}  # of each file as read
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes as this run read them (OSError when it cannot)."""
+        data = self._bytes.get(path)
+        if data is None:
+            data = self._bytes[path] = path.read_bytes()
+            self._digests[path] = hashlib.sha256(data).hexdigest()
+        return data
+
+    def load(self, path: Path) -> Document:
+        """A project file loaded from what this run read of it (its bytes are then let go)."""
+        try:
+            data = self.read(path)
+        except OSError:
+            return load_file(path)  # which says why it cannot be read
+        self.forget(path)
+        return load_file(path, data)
+
+    def forget(self, path: Path) -> None:
+        """A project file's bytes, no longer needed (its check was taken from the cache)."""
+        self._bytes.pop(path, None)
+
+    def digests(self, paths: Iterable[Path]) -> tuple[str | None, ...]:
+        return tuple(self._digests.get(path) for path in paths)
 
     def unit(self, path: Path) -> Document:
         # Shared between projects: safe because nothing changes a Document after loading.
         if path not in self._units:
-            self._units[path] = load_file(path)
+            try:
+                data: bytes | None = self.read(path)
+            except OSError:
+                data = None  # load_file says why
+            self._units[path] = load_file(path, data)
         return self._units[path]
 
     def name(self, path: Path) -> str:
@@ -417,6 +453,7 @@ def check_source(source: Source, files: Files | None = None) -> Checked:
     files = Files() if files is None else files
     checked = Checked(source)
     _check_into(checked, files)
+    checked.digests = files.digests((*source.unit_files, source.path))
     project_file = files.name(source.path)
     checked.problems.sort(key=lambda p: (p.file != project_file, p.file, p.line, p.col))
     return checked
@@ -425,7 +462,7 @@ def check_source(source: Source, files: Files | None = None) -> Checked:
 def _check_into(checked: Checked, files: Files) -> None:
     source = checked.source
     documents = [files.unit(path) for path in source.unit_files]
-    documents.append(load_file(source.path))  # each project file is read once anyway: not kept
+    documents.append(files.load(source.path))  # not kept: each project file is loaded once
     region, region_name = region_named(documents)
     merged: dict = {}
     for position, document in enumerate(documents):
@@ -477,7 +514,7 @@ def _missing_declared(project: Project, region: Region) -> Iterator[tuple[Loc, s
 
 
 _ACROSS_PROJECTS: tuple[Loc, ...] = ((), ("name",))  # the places check_all's own checks report at
-_CACHE_FORMAT = "1"  # of what CheckCache keeps: a new one never reads an old one's entries
+_CACHE_FORMAT = "2"  # of what CheckCache keeps: a new one never reads an old one's entries
 
 
 class CheckCache:
@@ -523,6 +560,7 @@ class CheckCache:
                 checked.source = source
                 checked.region = self._regions[region_id] if region_id is not None else None
                 self.used[key] = self.entries[key]
+                files.forget(source.path)
                 return checked
         checked = check_source(source, files)
         if key is not None:
@@ -593,7 +631,7 @@ class CheckCache:
         try:
             digest = hashlib.sha256(self._settings().encode())
             for path in (*source.unit_files, source.path):
-                digest.update(b"\0%s\0%s" % (files.name(path).encode(errors="surrogateescape"), path.read_bytes()))
+                digest.update(b"\0%s\0%s" % (files.name(path).encode(errors="surrogateescape"), files.read(path)))
         except OSError:
             return None  # checked as usual, which reports what it cannot read
         return digest.hexdigest()

@@ -621,6 +621,77 @@ def test_a_build_of_one_unit_keeps_what_checking_found_for_the_others(tmp_path: 
     assert len(checked) == len(projects) - 1 and kept() == [str(p) for p in projects if p != gone]
 
 
+def _docx_text(path: Path) -> str:
+    return "\n".join(cell.text for table in Document(path).tables for row in table.rows for cell in row.cells)
+
+
+def test_a_file_saved_while_it_is_built_is_built_again_by_the_next_build(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build records each form as made from the content it checked, not from the file as it
+    is later: a version saved meanwhile (here right after checking, as a clerk may while a build
+    runs) is not taken for built, which would keep its value off the form for good; and the
+    manifest names the inputs the forms were made from."""
+    from reportgen import build as build_module
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out, options = tmp_path / "out", Options(keep=0)
+    project = next(data.rglob("网格信息采集工作.yaml"))
+    built_from = project.read_bytes()
+    check_paths = build_module.check_paths
+
+    def checking_then_saved(*args, **kwargs):
+        results = check_paths(*args, **kwargs)
+        project.write_bytes(built_from.decode("utf-8").replace("工作人员满意度", "工作人员满意程度").encode("utf-8"))
+        return results
+
+    monkeypatch.setattr(build_module, "check_paths", checking_then_saved)
+    assert build([data], out, options).ok
+    monkeypatch.undo()
+    docx = next(out.rglob("网格信息采集工作.docx"))
+    assert "工作人员满意度" in _docx_text(docx) and "工作人员满意程度" not in _docx_text(docx)
+    manifest = json.loads((docx.parent / "manifest.json").read_text(encoding="utf-8"))
+    sha256 = {entry["path"]: entry["sha256"] for entry in manifest["inputs"]}
+    assert sha256[next(p for p in sha256 if p.endswith("网格信息采集工作.yaml"))] == hashlib.sha256(built_from).hexdigest()
+    again = build([data], out, options)
+    assert again.ok and again.rebuilt == 2  # its chunk: both forms of the unit
+    assert "工作人员满意程度" in _docx_text(docx)
+    pdf_text = "".join(page.extract_text() for page in PdfReader(docx.with_suffix(".pdf")).pages)
+    assert "工作人员满意程度" in "".join(pdf_text.split())  # the cell wraps it
+    assert build([data], out, options).rebuilt == 0
+
+
+def test_a_project_checked_is_the_content_its_cache_entry_is_kept_for(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project file saved between reading it for the check cache's key and checking it: the
+    check is of the content the key was made from, so that content found again (an edit undone)
+    is never given the other version's check."""
+    from reportgen import validate
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    project = next(data.rglob("网格信息采集工作.yaml"))
+    original = project.read_text(encoding="utf-8")
+    load_file = validate.load_file
+
+    def saved_first(path, *args):
+        if path == project:
+            project.write_text(original.replace("项目名称: ", "项目名称: 改", 1), encoding="utf-8")
+        return load_file(path, *args)
+
+    monkeypatch.setattr(validate, "load_file", saved_first)
+    cache = validate.CheckCache(tmp_path / "checked.pickle")
+    first = {c.source.path: c for c in validate.check_paths([data], cache)}
+    cache.save()
+    monkeypatch.undo()
+    assert not first[project].project.name.startswith("改")  # the content read for the key
+    assert first[project].digests[-1] == hashlib.sha256(original.encode("utf-8")).hexdigest()
+    project.write_text(original, encoding="utf-8")  # the edit undone
+    checked = _counting_checks(monkeypatch)
+    again = {c.source.path: c for c in validate.check_paths([data], validate.CheckCache(tmp_path / "checked.pickle"))}
+    assert checked == [] and again[project].project.name == first[project].project.name
+
+
 def test_reportgen_updated_without_a_new_version_checks_and_builds_again(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """What the old code found and built does not stand for the new code's (a corrected rule,

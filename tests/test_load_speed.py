@@ -237,20 +237,32 @@ def _folder_trees(tmp_path: Path) -> list[Path]:
     return trees
 
 
-def test_each_unit_file_is_read_once(synthetic: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cached", [False, True])
+def test_each_unit_file_is_read_once(synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     cached: bool) -> None:
+    """Each file is loaded once, and read from disk once: with the check cache, its key and the
+    check see the same reading of a project file."""
     sources = discover([synthetic])
+    loads: Counter[Path] = Counter()
     reads: Counter[Path] = Counter()
-    real = validate.load_file
+    real_load, real_read = validate.load_file, Path.read_bytes
 
-    def counting(path: Path) -> Document:
+    def counting_load(path: Path, raw: bytes | None = None) -> Document:
+        loads[path] += 1
+        return real_load(path, raw)
+
+    def counting_read(path: Path) -> bytes:
         reads[path] += 1
-        return real(path)
+        return real_read(path)
 
-    monkeypatch.setattr(validate, "load_file", counting)
-    check_all(sources)
+    monkeypatch.setattr(validate, "load_file", counting_load)
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    check_all(sources, validate.CheckCache(tmp_path / "checked.pickle") if cached else None)
     units = {unit for source in sources for unit in source.unit_files}
     assert 1 < len(units) < len(sources)
-    assert reads == Counter({path: 1 for path in units | {source.path for source in sources}})
+    every = units | {source.path for source in sources}
+    assert loads == Counter({path: 1 for path in every})
+    assert Counter({path: count for path, count in reads.items() if path in every}) == Counter(dict.fromkeys(every, 1))
 
 
 def test_sharing_unit_files_changes_no_result(
