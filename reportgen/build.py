@@ -29,7 +29,6 @@ from . import __version__, bundle, code_digest, convert, view
 from .bundle import SummaryRow
 from .errors import ConvertError, OutputError, ReportgenError, display_path
 from .load import Source
-from .regions import Region
 from .score import column_total
 from .state import (
     CHECKED_FILE,
@@ -141,7 +140,8 @@ def unit_folder(checked: Checked, out: Path) -> Path:
 def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path, str] | None = None) -> list[Job]:
     """Where each valid project's files go; names are safe and distinct within a bundle.
     ``digests``: each input file's sha256, filled in: of a project and its unit files, as its
-    check read them (``Checked.digests``); of a region's files, read once."""
+    check read them (``Checked.digests``); of a region's YAML, as it was read for the region
+    (``Region.read_digests``); of its other files (the template), read once."""
     taken: dict[Path, set[str]] = {}
     digests = {} if digests is None else digests
     listed: dict[Path, list[Path]] = {}  # region folder → its files, listed once
@@ -155,10 +155,10 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
         if region_files is None:
             region_files = listed[checked.region.folder] = checked.region.files()
         job = Job(checked, folder, stem, "", _when(checked), region_files=region_files)
-        checked_digests = dict(zip((*checked.source.unit_files, checked.source.path), checked.digests, strict=False))
+        as_read = _as_read(checked)
         inputs = job.inputs
         for path in inputs:
-            digest = checked_digests.get(path)
+            digest = as_read.get(path)
             if digest is not None:
                 digests[path] = digest
             elif path not in digests:
@@ -167,6 +167,16 @@ def plan(results: list[Checked], out: Path, options: Options, digests: dict[Path
         job.fingerprint = job.own = _digest(code_digest(), str(options.pdfa), job.when.isoformat(), *job.input_digests)
         jobs.append(job)
     return jobs
+
+
+def _as_read(checked: Checked) -> dict[Path, str]:
+    """The sha256 of a project's files as its check read them: its unit files, itself, and its
+    region's YAML."""
+    source, region = checked.source, checked.region
+    assert region is not None
+    found = dict(zip((*source.unit_files, source.path), checked.digests, strict=False))
+    found.update({region.folder / name: digest for name, digest in region.read_digests.items()})
+    return {path: digest for path, digest in found.items() if digest is not None}
 
 
 def likely_work(sources: list[Source], state: State) -> int:
@@ -895,7 +905,7 @@ def _write_bundle(item: Bundle, merged_docx: Path, parts: list[tuple[str, Path |
         "reportgen": __version__,
         "year": folder.parent.name,
         "unit": folder.name,
-        "regions": {j.checked.region.id: _region_files(j.checked.region) for j in members},
+        "regions": {j.checked.region.id: _region_files(j) for j in members},
         "projects": [{"name": j.checked.project.name, "file": j.stem} for j in members],
     }
     inputs = {Path(display_path(path)): digest
@@ -941,9 +951,13 @@ def _reading(path: Path) -> Iterator[None]:
         raise ConvertError(f"{path.name}：{exc.strerror or exc}") from exc
 
 
-def _region_files(region: Region) -> dict[str, str]:
-    """Where a region came from and the sha256 of each of its files, for the manifest."""
-    files = {str(path.relative_to(region.folder)): bundle.sha256_of(path) for path in region.files()}
+def _region_files(job: Job) -> dict[str, str]:
+    """Where a form's region came from and the sha256 of each of its files as the form was
+    built from them, for the manifest."""
+    region = job.checked.region
+    assert region is not None
+    files = {str(path.relative_to(region.folder)): digest
+             for path, digest in zip(job.inputs, job.input_digests, strict=True) if path.is_relative_to(region.folder)}
     return {"from": region.origin, **files}
 
 

@@ -138,6 +138,9 @@ class Region(Rules):
     folder: Path = Path()
     origin: str = BUILTIN  # where the folder came from: 内置, or the user's folder
     declared: Declarations = Declarations()
+    # The sha256 of rules.yaml and fields.yaml as they were read for this region: what a
+    # build's fingerprints take, so that forms are recorded as made from the rules they were.
+    read_digests: dict[str, str] = {}
     default: bool = Field(False, description="项目文件不写「地区」时使用本地区（只能有一个地区这样标记）")
     name: str = Field(description="地区全称，如 某某市某某区")
     aliases: list[str] = Field([], description="数据文件中「地区」可用的其他写法")
@@ -223,8 +226,11 @@ _PYDANTIC_MESSAGES = {
 }
 
 
+_FROM_FOLDER = ("id", "folder", "origin", "declared", "read_digests")  # Region's fields not written in rules.yaml
+
+
 def _fields_of(model: type[BaseModel] | None) -> list[str]:
-    return [] if model is None else [n for n in model.model_fields if n not in ("id", "folder", "origin", "declared")]
+    return [] if model is None else [n for n in model.model_fields if n not in _FROM_FOLDER]
 
 
 def _inner_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] | None:
@@ -284,8 +290,9 @@ def _unknown_key(key: str, known: list[str]) -> str:
     return f"未知的键「{key}」{hint}"
 
 
-def _read(path: Path, model: type[BaseModel], extra: dict) -> tuple[BaseModel | None, list[Problem]]:
-    document = load_file(path)
+def _read(path: Path, model: type[BaseModel], extra: dict,
+          raw: bytes | None = None) -> tuple[BaseModel | None, list[Problem]]:
+    document = load_file(path, raw)
     if document.data is None:
         return None, [p for p in document.problems if p.is_error] or document.problems
     for reserved in (name for name in extra if name in document.data):
@@ -302,13 +309,14 @@ def load_region(folder: Path, origin: str = BUILTIN) -> Region:
     """One region folder, or RegionError listing every mistake in its YAML, located. A region
     read before from the same files comes from the cache folder: reading the YAML of every
     region, with each key's place kept, is a tenth of a second at every start."""
-    kept = _kept_region(folder, origin)
+    read = _region_yaml(folder)  # once: what is kept, and what it is kept for, are the same
+    kept = _kept_region(folder, origin, read)
     if kept is not None:
         with contextlib.suppress(Exception):  # anything unreadable is read from the YAML again
             region = pickle.loads(kept.read_bytes())
             if isinstance(region, Region):
                 return region
-    region = _read_region(folder, origin)
+    region = _read_region(folder, origin, read)
     if kept is not None:
         from .package import write_bytes
 
@@ -320,7 +328,19 @@ def load_region(folder: Path, origin: str = BUILTIN) -> Region:
 REGION_CACHE_FORMAT = "1"
 
 
-def _kept_region(folder: Path, origin: str) -> Path | None:
+def _region_yaml(folder: Path) -> dict[str, bytes | None]:
+    """The bytes of the folder's rules.yaml and fields.yaml; None for one that is missing or
+    cannot be read (reading the folder then says so)."""
+    read: dict[str, bytes | None] = {}
+    for name in (RULES_FILE, FIELDS_FILE):
+        try:
+            read[name] = (folder / name).read_bytes()
+        except OSError:
+            read[name] = None
+    return read
+
+
+def _kept_region(folder: Path, origin: str, read: dict[str, bytes | None]) -> Path | None:
     """Where the region read from these files is kept, named by all it depends on: reportgen's
     code, pydantic, the folder and its YAML files. None without a cache folder, or without a
     template (reading the folder reports that)."""
@@ -332,23 +352,23 @@ def _kept_region(folder: Path, origin: str) -> Path | None:
         return None
     digest = hashlib.sha256(f"{REGION_CACHE_FORMAT}\0{code_digest()}\0{pydantic.VERSION}\0{folder}\0{origin}".encode())
     for name in (RULES_FILE, FIELDS_FILE):
-        try:
-            digest.update(b"\0" + (folder / name).read_bytes())
-        except FileNotFoundError:
-            digest.update(b"\0-")
-        except OSError:
-            return None
+        data = read[name]
+        if data is None and (folder / name).exists():
+            return None  # there, but not readable
+        digest.update(b"\0-" if data is None else b"\0" + data)
     return base / "regions" / f"{digest.hexdigest()[:40]}.pickle"
 
 
-def _read_region(folder: Path, origin: str) -> Region:
+def _read_region(folder: Path, origin: str, read: dict[str, bytes | None]) -> Region:
     problems: list[Problem] = []
     declared: BaseModel | None = Declarations()
-    if (folder / FIELDS_FILE).is_file():
-        declared, found = _read(folder / FIELDS_FILE, Declarations, {})
+    if read[FIELDS_FILE] is not None or (folder / FIELDS_FILE).is_file():
+        declared, found = _read(folder / FIELDS_FILE, Declarations, {}, read[FIELDS_FILE])
         problems += found
-    extra = {"id": folder.name, "folder": folder, "origin": origin, "declared": declared or Declarations()}
-    region, found = _read(folder / RULES_FILE, Region, extra)
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in read.items() if data is not None}
+    extra = {"id": folder.name, "folder": folder, "origin": origin, "declared": declared or Declarations(),
+             "read_digests": digests}
+    region, found = _read(folder / RULES_FILE, Region, extra, read[RULES_FILE])
     problems += found
     if not (folder / TEMPLATE_FILE).is_file():
         problems.append(Problem(display_path(folder / TEMPLATE_FILE), 1, 1, "error", "", "缺少模板文件 form.docx"))

@@ -647,7 +647,10 @@ class CheckCache:
             for region in self._regions.values():
                 digest.update(f"\0{region.id}\0{region.origin}\0{region.folder}".encode())
                 for path in region.files():
-                    digest.update(b"\0%s\0%s" % (str(path).encode(errors="surrogateescape"), path.read_bytes()))
+                    # The YAML as it was read for the region the checks use; the others as they are.
+                    read = region.read_digests.get(path.name) if path.parent == region.folder else None
+                    content = read.encode() if read is not None else path.read_bytes()
+                    digest.update(b"\0%s\0%s" % (str(path).encode(errors="surrogateescape"), content))
             coverage = glyphs.coverage()
             digest.update(repr(coverage.ranges if coverage else None).encode())
             self._setting = digest.hexdigest()

@@ -661,6 +661,40 @@ def test_a_file_saved_while_it_is_built_is_built_again_by_the_next_build(tmp_pat
     assert build([data], out, options).rebuilt == 0
 
 
+def test_a_region_saved_while_it_is_used_is_used_again_by_the_next_build(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Likewise a region's rules.yaml saved after the build has read it: the forms are recorded
+    as made from the rules they were made from, and the next build takes the new ones."""
+    from reportgen import build as build_module
+    from reportgen.regions import all_regions
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    regions = tmp_path / "regions"
+    shutil.copytree(all_regions()["shenzhen-longhua"].folder, regions / "shenzhen-longhua")
+    monkeypatch.setenv("REPORTGEN_REGIONS", str(regions))
+    rules = regions / "shenzhen-longhua" / "rules.yaml"
+    read = rules.read_bytes()
+    check_paths = build_module.check_paths
+
+    def checking_then_saved(*args, **kwargs):
+        results = check_paths(*args, **kwargs)
+        rules.write_bytes(read.replace('level1_label: "{name} ({share}分)"'.encode(), 'level1_label: "{name}（{share}分）"'.encode()))
+        return results
+
+    monkeypatch.setattr(build_module, "check_paths", checking_then_saved)
+    out, options = tmp_path / "out", Options(keep=0)
+    assert build([data], out, options).ok
+    monkeypatch.setattr(build_module, "check_paths", check_paths)
+    docx = next(out.rglob("网格信息采集工作.docx"))
+    assert "满意度指标 (10分)" in _docx_text(docx) and "满意度指标（10分）" not in _docx_text(docx)
+    manifest = json.loads((docx.parent / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["regions"]["shenzhen-longhua"]["rules.yaml"] == hashlib.sha256(read).hexdigest()
+    again = build([data], out, options)
+    assert again.ok and again.rebuilt == 2
+    assert "满意度指标（10分）" in _docx_text(docx)
+
+
 def test_a_project_checked_is_the_content_its_cache_entry_is_kept_for(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A project file saved between reading it for the check cache's key and checking it: the

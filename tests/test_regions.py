@@ -368,7 +368,8 @@ def test_a_region_read_once_comes_from_the_cache_folder_until_its_files_change(
     shutil.copytree(NATIONAL, folder)
     read: list[Path] = []
     read_region = regions._read_region
-    monkeypatch.setattr(regions, "_read_region", lambda where, origin: (read.append(where), read_region(where, origin))[1])
+    monkeypatch.setattr(regions, "_read_region",
+                        lambda where, origin, yaml: (read.append(where), read_region(where, origin, yaml))[1])
     first = regions.load_region(folder, "mine")
     assert regions.load_region(folder, "mine") == first and read == [folder]  # the second from the cache
     rules = folder / "rules.yaml"
