@@ -686,6 +686,8 @@ class _Assembly:
         its summary) are converted one by one, so that one bad form fails alone. What they give
         is not recorded as built: the next build tries the chunk again."""
         self.fallen_back.add(id(chunk))
+        self.report.notices.append(f"{display_path(chunk.folder)}: 本单位的表未能一起转换（{why}），已逐个转换："
+                                   "文字和页面相同，但 PDF 的字节与一起转换时不同；下次生成时再一起转换")
         item = chunk.item
         again = [_Conversion(self.staged[id(job)], item, job=job) for job in chunk.jobs
                  if id(job) not in self.unrenderable and self.staged.get(id(job), Path()).is_file()]
@@ -1049,7 +1051,8 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
         # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
         report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
         try:
-            if report.ok and key is not None:
+            # A build with forms converted one by one is not taken as final: the next one tries again.
+            if report.ok and not report.notices and key is not None:
                 remember_tree(state, key, out, report)
         finally:
             state.save()  # once: after a complete build, with the tree's record

@@ -209,6 +209,8 @@ def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, sof
         click.echo(str(problem))
     for failure in result.failures:
         click.echo(f"失败：{failure}", err=True)
+    for notice in result.notices:
+        click.echo(f"提示：{notice}", err=True)
     for archive in result.bundles:
         click.echo(f"报送包：{archive}")
     click.echo(result.summary())

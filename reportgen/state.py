@@ -40,6 +40,8 @@ class Report:
     skipped: int = 0
     warnings: int = 0
     failures: list[str] = field(default_factory=list)
+    # What went otherwise than planned without failing: a unit's forms converted one by one.
+    notices: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     bundles: list[Path] = field(default_factory=list)
     seconds: float = 0.0

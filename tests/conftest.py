@@ -108,6 +108,9 @@ def built_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("built")
     report = build([DATA], out)
-    assert report.ok, report.failures
-    assert (report.projects, report.rebuilt, len(report.bundles)) == (len(DATA_PROJECTS), len(DATA_PROJECTS), len(DATA_UNITS))
+    rebuilt = report.rebuilt
+    if report.notices:  # a unit LibreOffice failed to convert together: converted together next time
+        report = build([DATA], out)
+    assert report.ok and not report.notices, (report.failures, report.notices)
+    assert (report.projects, rebuilt, len(report.bundles)) == (len(DATA_PROJECTS), len(DATA_PROJECTS), len(DATA_UNITS))
     return out

@@ -695,6 +695,36 @@ def test_a_region_saved_while_it_is_used_is_used_again_by_the_next_build(tmp_pat
     assert "满意度指标（10分）" in _docx_text(docx)
 
 
+def test_a_unit_converted_one_by_one_is_said_and_converted_together_next_time(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a unit's document cannot be cut into its forms, its forms are converted one by one:
+    the build says so (the PDFs' bytes are not a cold build's), and the next build, even with
+    nothing changed, converts the unit together again and gives a cold build's bytes."""
+    from reportgen import pdfpages
+    from reportgen.state import look_at_tree
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out, cold, options = tmp_path / "out", tmp_path / "cold", Options(keep=0)
+    split = pdfpages.split
+
+    def failing_once(source, count):
+        monkeypatch.setattr(pdfpages, "split", split)
+        raise pdfpages.Unsupported("part markers: 0 for 3 parts")
+
+    monkeypatch.setattr(pdfpages, "split", failing_once)
+    first = build([data], out, options)
+    assert first.ok and first.rebuilt == 2 and len(first.notices) == 1
+    assert first.notices[0].startswith(f"{out / '2022/深圳市龙华区平安建设中心'}: 本单位的表未能一起转换（无法从 ")
+    assert "part markers: 0 for 3 parts" in first.notices[0] and first.notices[0].endswith("下次生成时再一起转换")
+    assert build([data], cold, options).ok
+    assert look_at_tree([data], out, False, None).report is None  # the command line builds again
+    again = build([data], out, options)
+    assert again.ok and not again.notices and again.rebuilt == 2
+    assert tree_digest(out) == tree_digest(cold)
+    assert build([data], out, options).rebuilt == 0
+
+
 def test_a_project_checked_is_the_content_its_cache_entry_is_kept_for(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A project file saved between reading it for the check cache's key and checking it: the

@@ -22,7 +22,9 @@ def test_three_shards_put_together_are_a_build_of_the_whole_tree(tmp_path: Path,
     for index in (1, 2, 3):
         out = tmp_path / f"shard-{index}"
         report = build([DATA], out, Options(shard=(index, 3)))
-        assert report.ok, report.failures
+        if report.notices:  # a unit LibreOffice failed to convert together: converted together next time
+            report = build([DATA], out, Options(shard=(index, 3)))
+        assert report.ok and not report.notices, (report.failures, report.notices)
         projects += report.projects
         units += len(report.bundles)
         shutil.copytree(out, together, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".reportgen"))

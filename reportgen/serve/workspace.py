@@ -556,6 +556,7 @@ class Workspace:
         else:
             archive = folder.with_suffix(".zip")
             job.failures = [_relative_failure(f, self) for f in result.failures]
+            job.failures += [_relative_failure(f"提示：{notice}", self) for notice in result.notices]
             job.message = result.summary()
             if archive in [a.resolve() for a in result.bundles] and archive.is_file():
                 job.archive = archive.relative_to(self.out).as_posix()
