@@ -686,8 +686,6 @@ class _Assembly:
         its summary) are converted one by one, so that one bad form fails alone. What they give
         is not recorded as built: the next build tries the chunk again."""
         self.fallen_back.add(id(chunk))
-        self.report.notices.append(f"{display_path(chunk.folder)}: 本单位的表未能一起转换（{why}），已逐个转换："
-                                   "文字和页面相同，但 PDF 的字节与一起转换时不同；下次生成时再一起转换")
         item = chunk.item
         again = [_Conversion(self.staged[id(job)], item, job=job) for job in chunk.jobs
                  if id(job) not in self.unrenderable and self.staged.get(id(job), Path()).is_file()]
@@ -703,7 +701,9 @@ class _Assembly:
             return
         for conversion in again:
             self._expect(conversion)
-        if again:
+        if again:  # said: their PDFs are not the bytes a conversion together gives
+            self.report.notices.append(f"{display_path(chunk.folder)}: 本单位的表未能一起转换（{why}），改为逐个转换："
+                                       "文字和页面相同，PDF 的字节与一起转换时不同；下次生成时再一起转换")
             self.pool.submit([conversion.path for conversion in again])
 
     def _unconverted(self, job: Job, why: str) -> None:

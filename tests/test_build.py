@@ -208,6 +208,7 @@ def test_missing_soffice_names_the_package(tmp_path: Path, monkeypatch: pytest.M
         "失败：data/p.yaml: 找不到 LibreOffice（no-such-soffice），无法生成 PDF；Word 文件已生成。"
         "请安装：apt-get install libreoffice-writer-nogui"
     ) in result.output
+    assert "提示：" not in result.output  # nothing was converted one by one either
     assert [p.name for p in Path("out").rglob("*.docx")] == ["测试项目.docx"]
 
 

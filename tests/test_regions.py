@@ -388,3 +388,30 @@ def test_a_region_read_once_comes_from_the_cache_folder_until_its_files_change(
     (folder / "form.docx").unlink()
     with pytest.raises(RegionError):  # a region without its template is never taken from the cache
         regions.load_region(folder, "mine")
+
+
+@pytest.mark.parametrize("key", ["id", "folder", "read_digests"])
+def test_what_the_folder_gives_a_region_is_refused_in_its_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 key: str) -> None:
+    """A region's id, folder and the digests of its YAML as read come from the folder: written in
+    rules.yaml, they are an error at their line, and a build with such a region writes nothing."""
+    from reportgen import regions
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "regions" / "county"
+    shutil.copytree(NATIONAL, folder)
+    rules = folder / "rules.yaml"
+    lines = rules.read_text(encoding="utf-8").splitlines()
+    rules.write_text("\n".join([*lines, f"{key}: {{}}"]) + "\n", encoding="utf-8")
+    with pytest.raises(RegionError) as raised:
+        regions.load_region(folder, "mine")
+    message = f"「{key}」由所在文件夹决定，不能写在文件中"
+    assert [(p.line, p.col, p.severity, p.key, p.message) for p in raised.value.problems] == [
+        (len(lines) + 1, 1, "error", key, message)]
+    monkeypatch.setenv("REPORTGEN_REGIONS", str(folder.parent))
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    result = run_cli("build", str(data), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1 and f"{len(lines) + 1}:1: error: {key}: {message}" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.pdf"))
