@@ -19,8 +19,10 @@ For each size N, on a synthetic data tree (``benchmarks.synth``):
 (e) one project changed (its name), rebuilt: for each region's first project in turn;
 (e') the same changes, each project's unit rebuilt from the local web page (``benchmarks.page``).
 
-All LibreOffice calls get reportgen's font environment (``convert.font_environment()``), so the
+All LibreOffice calls get the environment reportgen starts LibreOffice with
+(``convert.office_environment()``: its fonts, and the faster allocator when installed), so the
 only difference between (a), (c) and (d) is how the work is handed to LibreOffice.
+(d'0) is (d'') with LibreOffice's own allocator: LibreOffice as installed, for comparison.
 
 ``--compare-tagged`` also runs (a) and (d) with untagged PDF export, alternating with the tagged
 runs, and prints both side by side with their ratio.
@@ -49,7 +51,7 @@ from typing import IO
 
 from benchmarks.synth import synthesize
 from reportgen import convert, render, view
-from reportgen.convert import font_environment
+from reportgen.convert import office_allocator, office_environment
 from reportgen.profiles import note_version
 from reportgen.validate import check_paths
 
@@ -240,7 +242,7 @@ def run_naive(documents: list[Path], scratch: Path, soffice: str, limit: int) ->
     for doc in subset:
         started = time.monotonic()
         subprocess.run(
-            _soffice(soffice, profile, outdir, [doc]), env=font_environment(), stdout=subprocess.DEVNULL,
+            _soffice(soffice, profile, outdir, [doc]), env=office_environment(), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=SOFFICE_TIMEOUT, check=True,
         )
         calls.append(time.monotonic() - started)
@@ -260,27 +262,29 @@ class FloorRun:
     cpu: float = 0.0  # CPU seconds of the LibreOffice processes
 
 
-def _worker(soffice: str, profile: Path, outdir: Path, documents: list[Path], export: str) -> None:
+def _worker(soffice: str, profile: Path, outdir: Path, documents: list[Path], export: str, allocator: bool) -> None:
     """One core's share: its documents in as few soffice calls as LibreOffice allows."""
     for first in range(0, len(documents), MAX_DOCS_PER_CALL):
         chunk = documents[first:first + MAX_DOCS_PER_CALL]
         subprocess.run(
-            _soffice(soffice, profile, outdir, chunk, export), env=font_environment(), stdout=subprocess.DEVNULL,
+            _soffice(soffice, profile, outdir, chunk, export), env=office_environment(allocator),
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=SOFFICE_TIMEOUT * 10, check=False,
         )
 
 
 def run_floor(documents: list[Path], scratch: Path, soffice: str, workers: int, tagged: bool = True,
-              warm: list[Path] | None = None) -> FloorRun:
+              warm: list[Path] | None = None, allocator: bool = True) -> FloorRun:
     """``workers`` concurrent soffice processes, one list of documents and one fresh profile each,
     exporting as reportgen does (``tagged``: with or without the structure tree). ``warm``:
-    profiles that exist already, used instead of fresh ones and kept (the warm floor, d')."""
+    profiles that exist already, used instead of fresh ones and kept (the warm floor, d').
+    ``allocator``: LibreOffice started with the allocator reportgen gives it (else its own)."""
     batches = [documents[index::workers] for index in range(workers) if documents[index::workers]]
     outdirs = [scratch / f"floor-pdf-{index}" for index in range(len(batches))]
     profiles = warm[: len(batches)] if warm else [
         Path(tempfile.mkdtemp(dir=scratch, prefix="profile-floor-")) for _ in batches]
     threads = [
-        threading.Thread(target=_worker, args=(soffice, profile, outdir, batch, _export(tagged)))
+        threading.Thread(target=_worker, args=(soffice, profile, outdir, batch, _export(tagged), allocator))
         for batch, profile, outdir in zip(batches, profiles, outdirs, strict=True)
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -393,6 +397,7 @@ class SizeResult:
     floor: list[FloorRun] = field(default_factory=list)
     warm_floor: list[FloorRun] = field(default_factory=list)
     noted_floor: list[FloorRun] = field(default_factory=list)
+    stock_floor: list[FloorRun] = field(default_factory=list)  # (d'0): (d'') with LibreOffice's own allocator
     change: list[ChangeRun] = field(default_factory=list)
     page_change: list[ChangeRun] = field(default_factory=list)  # (e'): rebuilt from the local web page
     cold_untagged: list[BuildRun] = field(default_factory=list)  # --compare-tagged
@@ -434,6 +439,10 @@ class SizeResult:
         return self.median([run.seconds for run in self.noted_floor])
 
     @property
+    def d_stock(self) -> float:
+        return self.median([run.seconds for run in self.stock_floor])
+
+    @property
     def e(self) -> float:
         return self.median([run.seconds for run in self.change])
 
@@ -459,6 +468,8 @@ class SizeResult:
             "a_over_d": self.a / self.d, "a_over_d_warm": self.a / self.d_warm, "e_one_change_s": self.e,
             "e_page_one_change_s": self.e_page,
             "d_noted_floor_s": self.d_noted, "a_over_d_noted": self.a / self.d_noted,
+            "d_stock_floor_s": self.d_stock, "a_over_d_stock": self.a / self.d_stock,
+            "libreoffice_allocator": office_allocator(),
             "peak_rss_mb": self.peak_mb, "libreoffice_peak_mb": self.office_peak_mb,
             "a_cpu_reportgen_s": self.median([run.cpu_self for run in self.cold]),
             "a_cpu_libreoffice_s": self.median([run.cpu_children for run in self.cold]),
@@ -469,6 +480,7 @@ class SizeResult:
                 "naive": [asdict(run) for run in self.naive], "floor": [asdict(run) for run in self.floor],
                 "warm_floor": [asdict(run) for run in self.warm_floor],
                 "noted_floor": [asdict(run) for run in self.noted_floor],
+                "stock_floor": [asdict(run) for run in self.stock_floor],
                 "change": [asdict(run) for run in self.change],
                 "page_change": [asdict(run) for run in self.page_change],
                 "cold_untagged": [asdict(run) for run in self.cold_untagged],
@@ -532,6 +544,10 @@ def measure(n: int, repeats: int, scratch: Path, soffice: str, naive_max: int, l
         noted_floor = run_floor(documents, scratch, soffice, workers, warm=noted)
         result.noted_floor.append(noted_floor)
         log(f"  run {repeat}: (d'') warm floor, LibreOffice's version noted: {noted_floor.seconds:.1f} s")
+        if office_allocator() is not None:
+            stock_floor = run_floor(documents, scratch, soffice, workers, warm=noted, allocator=False)
+            result.stock_floor.append(stock_floor)
+            log(f"  run {repeat}: (d'0) the same, LibreOffice's own allocator: {stock_floor.seconds:.1f} s")
         if compare_tagged and repeat % 2 == 0:
             _untagged(result, data, documents, scratch / f"out-untagged-{repeat}", soffice, workers, repeat, log)
     for profile in [*warm, *noted]:
@@ -601,6 +617,8 @@ def table(result: SizeResult) -> str:
          _runs([run.seconds for run in result.warm_floor]), "the same calls"),
         ("(d'') warm floor, version noted", f"{result.d_noted:8.1f} s",
          _runs([run.seconds for run in result.noted_floor]), "the same calls, profiles as reportgen's (no self-tests)"),
+        ("(d'0) (d'') with LibreOffice's allocator", f"{result.d_stock:8.1f} s",
+         _runs([run.seconds for run in result.stock_floor]), "LibreOffice as installed (no tcmalloc)"),
         ("(e) one project changed, rebuilt", f"{result.e:8.2f} s", _runs([r.seconds for r in result.change], 2),
          goal(GOAL_CHANGE_SIZE, result.e <= GOAL_CHANGE_SECONDS,
               f"≤ {GOAL_CHANGE_SECONDS:g} s at N={GOAL_CHANGE_SIZE}") + " (median of all regions)"),
@@ -613,6 +631,7 @@ def table(result: SizeResult) -> str:
                                                  f"≤ {GOAL_WARM_FLOOR_RATIO:g} at N=100 and N=500")),
         ("a0/d'", f"{a0_over_warm:8.2f}", "", "LibreOffice started by the build"),
         ("a/d''", f"{result.a / result.d_noted:8.2f}", "", "against the floor without LibreOffice's self-tests"),
+        ("a/d'0", f"{result.a / result.d_stock:8.2f}", "", "against LibreOffice as installed"),
         ("(a) peak memory of reportgen (VmHWM)", f"{result.peak_mb:8.0f} MB",
          _runs([r.peak_mb for r in result.cold], 0),
          goal(GOAL_PEAK_SIZE, result.peak_mb <= GOAL_PEAK_MB, f"≤ {GOAL_PEAK_MB:g} MB at N={GOAL_PEAK_SIZE}")),
@@ -637,15 +656,18 @@ def table(result: SizeResult) -> str:
     floor = result.median([run.cpu for run in result.floor])
     warm_floor = result.median([run.cpu for run in result.warm_floor])
     noted_floor = result.median([run.cpu for run in result.noted_floor])
+    stock_floor = result.median([run.cpu for run in result.stock_floor])
     lines.append(
         f"  CPU seconds: (a) reportgen {own:.1f} + LibreOffice {office:.1f}; (d) LibreOffice {floor:.1f}; "
-        f"(d') {warm_floor:.1f}; (d'') {noted_floor:.1f}. With every core busy, (a) takes at least "
-        f"({own:.1f} + {office:.1f}) / {workers} = {(own + office) / workers:.1f} s"
+        f"(d') {warm_floor:.1f}; (d'') {noted_floor:.1f}; (d'0) {stock_floor:.1f}. "
+        f"With every core busy, (a) takes at least ({own:.1f} + {office:.1f}) / {workers} = "
+        f"{(own + office) / workers:.1f} s"
     )
     if result.cold_untagged:
         lines.append(tagged_table(result))
     missing = [run.missing for run in result.naive] + [run.missing for run in result.floor]
     missing += [run.missing for run in result.warm_floor] + [run.missing for run in result.noted_floor]
+    missing += [run.missing for run in result.stock_floor]
     missing += [run.missing for run in result.floor_untagged]
     if any(missing):
         lines.append(f"  WARNING: PDFs missing in (c)/(d) runs: {missing}; those timings are too low")

@@ -28,12 +28,14 @@ import hashlib
 import itertools
 import json
 import os
+import platform
 import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -70,6 +72,41 @@ def font_environment() -> dict[str, str]:
     # TZ: LibreOffice writes the PDF date in local time, whose width depends on the zone
     # ("Z'" or "+08'00'"); in UTC it is the same on every machine (reportgen sets the value).
     return {**os.environ, "FONTCONFIG_FILE": str(FONTS_CONF), "SAL_USE_VCLPLUGIN": "svp", "TZ": "UTC"}
+
+
+def office_environment(allocator: bool = True) -> dict[str, str]:
+    """The environment LibreOffice is started with: the fonts', and a faster memory allocator
+    when one is installed (``office_allocator``)."""
+    environment = font_environment()
+    library = office_allocator() if allocator else None
+    if library is not None:
+        preloaded = environment.get("LD_PRELOAD", "").split()
+        if library not in preloaded:
+            environment["LD_PRELOAD"] = " ".join([library, *preloaded])
+    return environment
+
+
+# LibreOffice spends about a sixth of its time converting these forms in glibc's malloc and free
+# (many small, short-lived objects: items, strings, text portions). gperftools' tcmalloc takes
+# 18-20 % off its CPU time, with the same PDF byte for byte and the same memory (benchmarks/README).
+ALLOCATOR_PACKAGE = "libtcmalloc-minimal4"
+ALLOCATOR_LIBRARY = "libtcmalloc_minimal.so.4"
+# Set to "system" to start LibreOffice with glibc's allocator.
+ALLOCATOR_VARIABLE = "REPORTGEN_LIBREOFFICE_MALLOC"
+
+
+@functools.cache
+def office_allocator() -> str | None:
+    """The allocator library to preload into LibreOffice, by path; None when it is not
+    installed (LibreOffice then runs as it is, only slower) or not wanted."""
+    if os.environ.get(ALLOCATOR_VARIABLE, "").strip().lower() == "system" or not sys.platform.startswith("linux"):
+        return None
+    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+    for folder in (f"/usr/lib/{multiarch}", "/usr/lib64", "/usr/lib"):
+        candidate = Path(folder, ALLOCATOR_LIBRARY)
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 
 def find_soffice(soffice: str) -> str:
@@ -180,7 +217,7 @@ class _Processes:
                 raise ConvertError("转换已中止")
             process = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                env=font_environment(), start_new_session=True,
+                env=office_environment(), start_new_session=True,
             )
             self._live.add(process)
             return process
@@ -218,7 +255,7 @@ class _Processes:
                 raise ConvertError("转换已中止")
             process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.PIPE,
-                env=font_environment(), start_new_session=True,
+                env=office_environment(), start_new_session=True,
             )
             self._live.add(process)
             return process
@@ -607,8 +644,8 @@ def _identity(soffice: str) -> str:
         configuration = FONTS_CONF.read_bytes()
     except OSError:
         return ""
-    environment = {key: value for key, value in font_environment().items()
-                   if key in ("FONTCONFIG_FILE", "SAL_USE_VCLPLUGIN", "TZ", "LANG", "LC_ALL", "LANGUAGE")}
+    environment = {key: value for key, value in office_environment().items()
+                   if key in ("FONTCONFIG_FILE", "SAL_USE_VCLPLUGIN", "TZ", "LANG", "LC_ALL", "LANGUAGE", "LD_PRELOAD")}
     parts = [__version__, os.path.realpath(soffice), str(program), json.dumps(environment, sort_keys=True),
              fonts_key() or "no fonts"]
     return hashlib.sha256("\0".join(parts).encode(errors="surrogateescape") + configuration).hexdigest()

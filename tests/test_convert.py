@@ -148,3 +148,27 @@ def test_a_full_disk_fails_the_document_not_the_build(tmp_path: Path, monkeypatc
         pool.inputs_written()
     assert pool.wait() == {docs[0]: "无法写入 a.pdf：No space left on device", docs[1]: docs[1].with_suffix(".pdf")}
     assert not docs[0].with_suffix(".pdf").exists()  # no half-written PDF left behind
+
+
+def test_libreoffice_is_started_with_the_faster_allocator_before_what_the_user_preloads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    library = convert.office_allocator()
+    assert library is not None and Path(library).name == convert.ALLOCATOR_LIBRARY  # installed with LibreOffice
+    monkeypatch.setenv("LD_PRELOAD", "/opt/own/libtrace.so")
+    assert convert.office_environment()["LD_PRELOAD"] == f"{library} /opt/own/libtrace.so"
+    monkeypatch.setenv("LD_PRELOAD", library)
+    assert convert.office_environment()["LD_PRELOAD"] == library  # not twice
+    assert convert.office_environment(allocator=False)["LD_PRELOAD"] == library  # the user's own, untouched
+    assert "LD_PRELOAD" not in convert.font_environment() or convert.font_environment()["LD_PRELOAD"] == library
+
+
+def test_the_allocator_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setenv(convert.ALLOCATOR_VARIABLE, "system")
+    convert.office_allocator.cache_clear()
+    try:
+        assert convert.office_allocator() is None
+        assert "LD_PRELOAD" not in convert.office_environment()
+    finally:
+        monkeypatch.delenv(convert.ALLOCATOR_VARIABLE)
+        convert.office_allocator.cache_clear()

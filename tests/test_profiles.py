@@ -137,6 +137,47 @@ def test_libreoffice_kept_running_serves_the_next_build_and_ends_when_unused(
         end_offices(cache)
 
 
+def office_libraries(group: int) -> set[str]:
+    """The files mapped by the soffice.bin of a LibreOffice's process group (where it converts)."""
+    found: set[str] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_bytes().rpartition(b")")[2].split()
+            if int(fields[2]) == group and (stat.parent / "comm").read_text().strip() == "soffice.bin":
+                found |= {line.split()[-1] for line in (stat.parent / "maps").read_text().splitlines() if "/" in line}
+                found.add("soffice.bin")
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_libreoffice_runs_with_the_faster_allocator_and_the_same_output_without_it(
+        cache: Path, tmp_path: Path, built_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LibreOffice is started with tcmalloc (it converts faster, benchmarks/README): its
+    process has the library, and a build told to use LibreOffice's own allocator does not
+    reuse the LibreOffice kept running with it, and makes the same files byte for byte."""
+    from reportgen.convert import ALLOCATOR_VARIABLE, office_allocator
+
+    library = os.path.realpath(office_allocator() or "not installed")
+    finished(start_build(tmp_path / "first", keep=60))
+    try:
+        kept = offices(cache)
+        libraries = [office_libraries(record["group"]) for record in kept.values()]
+        assert kept and all("soffice.bin" in found and library in found for found in libraries)
+        monkeypatch.setenv(ALLOCATOR_VARIABLE, "system")
+        finished(start_build(tmp_path / "second", keep=60))
+        plain = offices(cache)
+        assert {record["pid"] for record in plain.values()}.isdisjoint(record["pid"] for record in kept.values())
+        libraries = [office_libraries(record["group"]) for record in plain.values()]
+        assert plain and all("soffice.bin" in found and library not in found for found in libraries)
+        assert tree_digest(tmp_path / "second") == tree_digest(tmp_path / "first") == tree_digest(built_data)
+    finally:
+        end_offices(cache)
+        for record in kept.values():
+            if alive(record["pid"]):
+                os.killpg(record["group"], signal.SIGKILL)
+
+
 def test_libreoffice_kept_running_ends_when_its_cache_folder_is_removed(cache: Path, tmp_path: Path) -> None:
     """Its keeper watches the slot's files: gone (the cache emptied, a test's folder removed),
     nothing is left running."""

@@ -59,7 +59,7 @@ def _alone(docs: list[Path], out: Path, profile: Path) -> None:
         "soffice", f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
         "--convert-to", convert._filter(False), "--outdir", str(out), *map(str, docs),
     ]
-    subprocess.run(command, env=convert.font_environment(), capture_output=True, check=True, timeout=600)
+    subprocess.run(command, env=convert.office_environment(), capture_output=True, check=True, timeout=600)
 
 
 def _pages(pdf: Path, folder: Path) -> list[tuple[bytes, bytes]]:
