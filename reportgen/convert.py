@@ -74,6 +74,14 @@ def font_environment() -> dict[str, str]:
     return {**os.environ, "FONTCONFIG_FILE": str(FONTS_CONF), "SAL_USE_VCLPLUGIN": "svp", "TZ": "UTC"}
 
 
+# LibreOffice spends about a sixth of its time converting these forms in glibc's malloc and free
+# (many small, short-lived objects: items, strings, text portions). gperftools' tcmalloc
+# (Debian's libtcmalloc-minimal4) takes 18-20 % off its CPU time, with the same PDF byte for byte
+# and about the same memory (benchmarks/README).
+ALLOCATOR_LIBRARY = "libtcmalloc_minimal.so.4"
+ALLOCATOR_VARIABLE = "REPORTGEN_LIBREOFFICE_MALLOC"  # "system": LibreOffice keeps glibc's allocator
+
+
 def office_environment(allocator: bool = True) -> dict[str, str]:
     """The environment LibreOffice is started with: the fonts', and a faster memory allocator
     when one is installed (``office_allocator``)."""
@@ -84,15 +92,6 @@ def office_environment(allocator: bool = True) -> dict[str, str]:
         if library not in preloaded:
             environment["LD_PRELOAD"] = " ".join([library, *preloaded])
     return environment
-
-
-# LibreOffice spends about a sixth of its time converting these forms in glibc's malloc and free
-# (many small, short-lived objects: items, strings, text portions). gperftools' tcmalloc takes
-# 18-20 % off its CPU time, with the same PDF byte for byte and the same memory (benchmarks/README).
-ALLOCATOR_PACKAGE = "libtcmalloc-minimal4"
-ALLOCATOR_LIBRARY = "libtcmalloc_minimal.so.4"
-# Set to "system" to start LibreOffice with glibc's allocator.
-ALLOCATOR_VARIABLE = "REPORTGEN_LIBREOFFICE_MALLOC"
 
 
 @functools.cache

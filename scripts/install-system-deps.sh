@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages reportgen needs when they are missing:
-# LibreOffice Writer (DOCX → PDF) and a faster allocator for it (tcmalloc), Noto CJK fonts (Simplified Chinese), poppler (PDF tools),
-# and Python's venv module; with --test also Chromium and its driver (the browser tests of
-# reportgen serve). Does nothing when everything is already there.
+# LibreOffice Writer (DOCX → PDF) and a faster memory allocator for it (tcmalloc), Noto CJK
+# fonts (Simplified Chinese), poppler (PDF tools), and Python's venv module; with --test also
+# Chromium and its driver (the browser tests of reportgen serve). Does nothing when everything
+# is already there.
 set -euo pipefail
 
 packages=(libreoffice-writer-nogui libtcmalloc-minimal4 fonts-noto-cjk fonts-hanazono poppler-utils)
