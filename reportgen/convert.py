@@ -76,7 +76,7 @@ def font_environment() -> dict[str, str]:
 
 # LibreOffice spends about a sixth of its time converting these forms in glibc's malloc and free
 # (many small, short-lived objects: items, strings, text portions). gperftools' tcmalloc
-# (Debian's libtcmalloc-minimal4) takes 18-20 % off its CPU time, with the same PDF byte for byte
+# (Debian's libtcmalloc-minimal4) takes 15-20 % off its CPU time, with the same PDF byte for byte
 # and about the same memory (benchmarks/README).
 ALLOCATOR_LIBRARY = "libtcmalloc_minimal.so.4"
 ALLOCATOR_VARIABLE = "REPORTGEN_LIBREOFFICE_MALLOC"  # "system": LibreOffice keeps glibc's allocator
