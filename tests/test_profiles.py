@@ -160,8 +160,8 @@ def test_libreoffice_runs_with_the_faster_allocator_and_the_same_output_without_
 
     library = os.path.realpath(office_allocator() or "not installed")
     finished(start_build(tmp_path / "first", keep=60))
+    kept = offices(cache)
     try:
-        kept = offices(cache)
         libraries = [office_libraries(record["group"]) for record in kept.values()]
         assert kept and all("soffice.bin" in found and library in found for found in libraries)
         monkeypatch.setenv(ALLOCATOR_VARIABLE, "system")
