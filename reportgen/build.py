@@ -991,6 +991,7 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
     # A path that does not exist is a usage error, before anything is written.
     sources = tree.sources if tree is not None and tree.sources is not None else discover(paths)
     workers = max(1, options.jobs or os.cpu_count() or 1)
+    convert.office_allocator()  # a wrong REPORTGEN_LIBREOFFICE_MALLOC is said before anything is written
     with build_lock(out), _pool(options, workers, progress) as pool:
         state = State(out)
         # The tree's key, taken before any input is read (by the caller, or here).

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import profiles, textlayer
-from .errors import ConvertError, OutputError
+from .errors import ConvertError, OutputError, UsageError
 
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
 SC_FONT_FAMILIES = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Source Han Serif SC", "Source Han Sans SC")
@@ -78,7 +78,7 @@ def font_environment() -> dict[str, str]:
 # (many small, short-lived objects: items, strings, text portions). gperftools' tcmalloc
 # (Debian's libtcmalloc-minimal4) takes 15-20 % off its CPU time, with the same PDF byte for byte
 # and about the same memory (benchmarks/README).
-ALLOCATOR_LIBRARY = "libtcmalloc_minimal.so.4"
+ALLOCATOR_PACKAGE, ALLOCATOR_LIBRARY = "libtcmalloc-minimal4", "libtcmalloc_minimal.so.4"
 ALLOCATOR_VARIABLE = "REPORTGEN_LIBREOFFICE_MALLOC"  # "system": LibreOffice keeps glibc's allocator
 
 
@@ -96,9 +96,25 @@ def office_environment(allocator: bool = True) -> dict[str, str]:
 
 @functools.cache
 def office_allocator() -> str | None:
-    """The allocator library to preload into LibreOffice, by path; None when it is not
-    installed (LibreOffice then runs as it is, only slower) or not wanted."""
-    if os.environ.get(ALLOCATOR_VARIABLE, "").strip().lower() == "system" or not sys.platform.startswith("linux"):
+    """The allocator library to preload into LibreOffice, by path; None when it is not wanted
+    (``ALLOCATOR_VARIABLE`` is "system") or not installed (LibreOffice then runs as it is, only
+    slower). UsageError for any other value than "tcmalloc" or "system", and for "tcmalloc"
+    when it is not installed: a typo must not pass for a choice."""
+    value = os.environ.get(ALLOCATOR_VARIABLE, "")
+    wanted = value.strip().lower()
+    if wanted not in ("", "tcmalloc", "system"):
+        raise UsageError(f"环境变量 {ALLOCATOR_VARIABLE} 只能是 tcmalloc 或 system，不能是「{value}」")
+    if wanted == "system":
+        return None
+    found = _installed_allocator()
+    if found is None and wanted == "tcmalloc":
+        raise UsageError(f"环境变量 {ALLOCATOR_VARIABLE} 要求 tcmalloc，但没有安装："
+                         f"apt-get install {ALLOCATOR_PACKAGE}")
+    return found
+
+
+def _installed_allocator() -> str | None:
+    if not sys.platform.startswith("linux"):  # LD_PRELOAD is the Linux loader's
         return None
     multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
     for folder in (f"/usr/lib/{multiarch}", "/usr/lib64", "/usr/lib"):

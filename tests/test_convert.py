@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from reportgen import convert
 from reportgen.convert import DOCUMENT_SECONDS, PROBE_SECONDS, SECONDS_PER_KB, STARTUP_SECONDS, Pool, allowance
+from reportgen.errors import UsageError
 
 # A fake soffice's reading of its command line: the --outdir and the documents, in order.
 ARGUMENTS = """
@@ -162,13 +164,57 @@ def test_libreoffice_is_started_with_the_faster_allocator_before_what_the_user_p
     assert convert.office_environment(allocator=False)["LD_PRELOAD"] == "/opt/own/libtrace.so"  # the user's own
 
 
-def test_the_allocator_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def allocator_setting(monkeypatch: pytest.MonkeyPatch):
+    """Sets REPORTGEN_LIBREOFFICE_MALLOC for one test (the allocator found is kept per process)."""
     monkeypatch.delenv("LD_PRELOAD", raising=False)
-    monkeypatch.setenv(convert.ALLOCATOR_VARIABLE, "system")
-    convert.office_allocator.cache_clear()
-    try:
-        assert convert.office_allocator() is None
-        assert "LD_PRELOAD" not in convert.office_environment()
-    finally:
-        monkeypatch.delenv(convert.ALLOCATOR_VARIABLE)
+
+    def setting(value: str) -> None:
+        monkeypatch.setenv(convert.ALLOCATOR_VARIABLE, value)
         convert.office_allocator.cache_clear()
+
+    yield setting
+    monkeypatch.delenv(convert.ALLOCATOR_VARIABLE, raising=False)
+    convert.office_allocator.cache_clear()
+
+
+def test_the_allocator_can_be_turned_off_or_asked_for(allocator_setting) -> None:
+    allocator_setting(" System ")
+    assert convert.office_allocator() is None
+    assert "LD_PRELOAD" not in convert.office_environment()
+    allocator_setting("TCMALLOC")
+    assert Path(convert.office_allocator() or "").name == convert.ALLOCATOR_LIBRARY
+
+
+@pytest.mark.parametrize("value", ["sytem", "glibc", "off", "jemalloc"])
+def test_a_wrong_allocator_setting_is_refused_with_its_value(allocator_setting, value: str) -> None:
+    allocator_setting(value)
+    with pytest.raises(UsageError) as refused:
+        convert.office_allocator()
+    assert str(refused.value) == f"环境变量 REPORTGEN_LIBREOFFICE_MALLOC 只能是 tcmalloc 或 system，不能是「{value}」"
+
+
+def test_tcmalloc_asked_for_but_not_installed_is_said(allocator_setting, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(convert, "_installed_allocator", lambda: None)
+    allocator_setting("")
+    assert convert.office_allocator() is None  # not asked for: LibreOffice runs as it is
+    allocator_setting("tcmalloc")
+    with pytest.raises(UsageError) as refused:
+        convert.office_allocator()
+    assert str(refused.value) == (
+        "环境变量 REPORTGEN_LIBREOFFICE_MALLOC 要求 tcmalloc，但没有安装：apt-get install libtcmalloc-minimal4")
+
+
+def test_a_build_with_a_wrong_allocator_setting_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the command line: one line, exit 1, no output folder; also for the local web page,
+    before it listens."""
+    from .conftest import DATA, ROOT
+
+    environment = {**os.environ, convert.ALLOCATOR_VARIABLE: "sytem"}
+    message = "错误：环境变量 REPORTGEN_LIBREOFFICE_MALLOC 只能是 tcmalloc 或 system，不能是「sytem」\n"
+    for command in (["build", str(DATA), "-o", str(tmp_path / "out")],
+                    ["serve", str(DATA), "-o", str(tmp_path / "out"), "--no-browser", "--port", "0"]):
+        done = subprocess.run([sys.executable, "-m", "reportgen", *command], cwd=ROOT, env=environment,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", message)
+        assert not (tmp_path / "out").exists()

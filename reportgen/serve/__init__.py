@@ -59,8 +59,10 @@ def make_server(data: Path, out: Path | None, sock: socket.socket):
 
 def run_server(data: Path, out: Path | None, host: str, port: int, open_browser: bool, say=print) -> None:
     """Serve until Ctrl-C."""
+    from ..convert import office_allocator
     from ..errors import UsageError
 
+    office_allocator()  # a wrong REPORTGEN_LIBREOFFICE_MALLOC is said now, not at the first build
     try:
         sock = bind(host, port)
     except OSError as exc:
