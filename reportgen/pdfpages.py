@@ -14,13 +14,15 @@ Only what LibreOffice writes is read: one classic cross-reference table, no obje
 incremental updates, no encryption. Anything else, and any reference from a part's objects to a
 page outside the part, raises ``Unsupported``: the caller converts those forms one by one.
 
-The output is reproducible: objects are numbered in the order in which they are reached, the
-dates are given, and the file identifier is a hash of the bytes.
+The output is reproducible: LibreOffice's fonts are put in the order of their names (it writes
+them in the order in which they lie in its memory), objects are numbered in the order in which
+they are reached, the dates are given, and the file identifier is a hash of the bytes.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import copy
 import datetime
 import functools
@@ -926,17 +928,17 @@ _EEXEC_KEY, _C1, _C2 = 55665, 52845, 22719
 
 
 def canonical(source: Source, title: str | None = None, when: datetime.datetime | None = None) -> bytes:
-    """``source`` with its Type 1 fonts numbered 4100001, 4100002, … in the order of their
-    objects (as LibreOffice numbers them in the first document it converts) and written the
-    same way whatever they were (LibreOffice's compression, a direct /Length); with ``title``
-    and ``when``, its document information too. Every other object is kept as it is."""
+    """``source`` with its fonts in the order of their names (``_font_order``), its Type 1
+    fonts numbered 4100001, 4100002, … in that order and written the same way whatever they
+    were (LibreOffice's compression, a direct /Length); with ``title`` and ``when``, its
+    document information too. Every other object is kept as it is."""
     return _canonical(source, title, when)[0]
 
 
 def canonical_source(source: Source) -> Source:
-    """``Source(canonical(source))`` without reading the new bytes again: only the fonts (and
-    their /Length objects) differ, so what was read of ``source`` (pages, structure tree,
-    objects) holds, and where each object now stands is known from writing it."""
+    """``Source(canonical(source))`` without reading the new bytes again: only the fonts and
+    what refers to them differ, so what was read of ``source`` (pages, structure tree, objects)
+    holds, and where each object now stands is known from writing it."""
     data, writer, changed = _canonical(source)
     if source.info_number is None:  # the new file names a document information it lacks
         return Source(data)
@@ -952,31 +954,110 @@ def canonical_source(source: Source) -> Source:
 
 def _canonical(source: Source, title: str | None = None,
                when: datetime.datetime | None = None) -> tuple[bytes, _Writer, set[int]]:
-    """``canonical``'s bytes, the writer that placed its objects, and the objects it changed."""
+    """``canonical``'s bytes, the writer that placed its objects, and the numbers of the
+    objects it changed."""
+    moved = _font_order(source)
+    rewritten = _referring(source, moved)
     replaced: dict[int, bytes] = {}
     dropped: set[int] = set()
-    ordinal = 0
     candidates = source.containing(match.start() for match in _LENGTH2.finditer(source.data))
-    for number in sorted(candidates):
+    ordinal = 0
+    for number in sorted(candidates, key=lambda number: moved.get(number, number)):
         head = source.object(number).head
         if b"/Length2" in head and b"/Length1" in head and b"/Length3" in head:
             ordinal += 1
-            replaced[number], length = _renumbered_font(source, number, _UNIQUE_BASE + ordinal)
+            replaced[number], length = _renumbered_font(source, number, _UNIQUE_BASE + ordinal,
+                                                        moved.get(number, number))
             if length is not None:
                 dropped.add(length)
     writer = _Writer(top=max(source.offsets))
     info = source.info_number if source.info_number is not None else writer.reserve()
     for number in source.offsets:
-        if number not in dropped:
-            writer.objects[number] = replaced.get(number) or source.raw(number)
+        if number in dropped:
+            continue
+        if number in replaced:
+            body = replaced[number]
+        elif number in rewritten:
+            body = _renumbered_object(source, number, moved)
+        else:
+            body = source.raw(number)
+        writer.objects[moved.get(number, number)] = body
     if title is not None and when is not None:
         writer.put(info, serialize(_info(source.info, title, when)))
         dropped.add(info)
-    return writer.finish(source.header, source.root_number, info), writer, {*replaced, *dropped}
+    changed = {*replaced, *dropped, *rewritten, *moved.values()}
+    return writer.finish(source.header, source.root_number, info), writer, changed
 
 
-def _renumbered_font(source: Source, number: int, unique: int) -> tuple[bytes, int | None]:
-    """The font object with its /UniqueID ``unique``, and its old /Length object if indirect."""
+_FONT = re.compile(rb"/Type[\x00\t\n\x0c\r ]*/Font\b")
+
+
+def _font_order(source: Source) -> dict[int, int]:
+    """New numbers (old → new, only those that change) that put the objects of each font — its
+    dictionary and what only it refers to: descriptor, font program, ToUnicode map, a Type 0
+    font's descendant — in the order of the fonts' names (subset prefix included: AAAAAA+, …).
+    LibreOffice names the fonts in the order the document uses them but writes them in the
+    order in which they lie in its memory, which differs from one LibreOffice to the next (the
+    same document, other bytes). The objects of the fonts take the same numbers as before, as
+    a whole; where two fonts have the same name, nothing is moved."""
+    found = source.containing(match.start() for match in _FONT.finditer(source.data))
+    names: dict[int, bytes] = {}
+    for number in found:
+        value = parse(source.object(number).head)
+        if isinstance(value, dict) and value.get(Name(b"/Type")) == Name(b"/Font"):
+            base = value.get(Name(b"/BaseFont"))
+            names[number] = bytes(base) if isinstance(base, Name) else b""
+    reached = {number: _reached(source, number) for number in names}
+    descendants = {other for number, objects in reached.items() for other in objects if other != number}
+    fonts = sorted((number for number in names if number not in descendants), key=names.__getitem__)
+    if len(fonts) < 2 or len({names[number] for number in fonts}) < len(fonts):
+        return {}
+    owners = collections.Counter(other for number in fonts for other in reached[number])
+    order = [other for number in fonts for other in sorted(reached[number]) if owners[other] == 1]
+    return {old: new for old, new in zip(order, sorted(order), strict=True) if old != new}
+
+
+def _reached(source: Source, number: int) -> set[int]:
+    """The objects ``number`` refers to, and those they refer to, and so on; itself included."""
+    seen, todo = {number}, [number]
+    while todo:
+        for other in source.references(todo.pop()):
+            if other not in seen and other in source.offsets:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def _referring(source: Source, moved: dict[int, int]) -> set[int]:
+    """The objects that move or whose dictionary refers to one that moves."""
+    if not moved:
+        return set()
+    numbers = b"|".join(b"%d" % number for number in sorted(moved))
+    pattern = re.compile(rb"(?<![0-9])(?:%s)[\x00\t\n\x0c\r ]+0[\x00\t\n\x0c\r ]+R\b" % numbers)
+    found = source.containing(match.start() for match in pattern.finditer(source.data))
+    return {*moved, *(number for number in found if not moved.keys().isdisjoint(source.references(number)))}
+
+
+def _renumbered_object(source: Source, number: int, moved: dict[int, int]) -> bytes:
+    """The object as written, under its new number and with its references renumbered: byte
+    for byte what it would be had LibreOffice written the fonts in their order."""
+    raw = source.raw(number)
+    header = _OBJECT_HEADER.match(raw)
+    if header is None:
+        raise Unsupported(f"object {number}")
+    stream = _STREAM.search(raw, header.end())
+    end = stream.start() if stream else len(raw)
+
+    def renumbered(match: re.Match) -> bytes:
+        return b"%d 0 R" % moved.get(int(match[1]), int(match[1])) if match[1] else match[0]
+
+    head = _REFERENCE.sub(renumbered, raw[header.end() : end])
+    return b"%d 0 obj" % moved.get(number, number) + head + raw[end:]
+
+
+def _renumbered_font(source: Source, number: int, unique: int, new: int) -> tuple[bytes, int | None]:
+    """The font object, as object ``new``, with its /UniqueID ``unique``; and its old /Length
+    object if indirect."""
     head = parse(source.object(number).head)
     if not isinstance(head, dict):
         raise Unsupported(f"font {number}")
@@ -994,7 +1075,7 @@ def _renumbered_font(source: Source, number: int, unique: int) -> tuple[bytes, i
     length = head.get(Name(b"/Length"))
     keep = {key: value for key, value in head.items() if key not in (Name(b"/Length"), Name(b"/Filter"))}
     dictionary = {Name(b"/Length"): Raw(b"%d" % len(stored)), Name(b"/Filter"): Name(b"/FlateDecode"), **keep}
-    body = b"%d 0 obj\n%s\nstream\n%s\nendstream\nendobj\n" % (number, serialize(dictionary), stored)
+    body = b"%d 0 obj\n%s\nstream\n%s\nendstream\nendobj\n" % (new, serialize(dictionary), stored)
     return body, length.number if isinstance(length, Ref) else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -188,3 +189,60 @@ def test_a_pdf_made_canonical_is_read_as_its_bytes_would_be(built_data: Path, tm
     cuts = [(cut(kept, page, 1), cut(read, page, 1)) for page in range(len(read.pages))]
     assert all(a == b for a, b in cuts) and any(isinstance(a, bytes) for a, _ in cuts)
     assert isinstance(whole := cut(kept, 0, len(read.pages)), bytes) and whole == cut(read, 0, len(read.pages))
+
+
+def _fonts_the_other_way_round(data: bytes) -> bytes:
+    """The PDF LibreOffice writes when its fonts lie the other way round in its memory: the same
+    objects, with the numbers of the fonts' objects given in the reverse order of the fonts."""
+    source = pdfpages.Source(data)
+    groups = []  # each font: its dictionary and what it refers to, and so on
+    for font in (number for number in sorted(source.offsets) if source.object(number).head.startswith(b"<</Type/Font/")):
+        group, todo = {font}, [font]
+        while todo:
+            for other in map(int, re.findall(rb"(\d+) 0 R", source.object(todo.pop()).head)):
+                if other not in group:
+                    group.add(other)
+                    todo.append(other)
+        groups.append(sorted(group))
+    new = dict(zip([number for group in reversed(groups) for number in group],
+                   sorted(number for group in groups for number in group), strict=True))
+    out, offsets = bytearray(source.header), {}
+    for number in sorted(source.offsets, key=lambda number: new.get(number, number)):
+        raw = source.raw(number)  # as LibreOffice wrote it, but for the numbers
+        head, stream, rest = raw.partition(b"stream\n")
+        head = re.sub(rb"(\d+) 0 R", lambda match: b"%d 0 R" % new.get(int(match[1]), int(match[1])), head)
+        offsets[new.get(number, number)] = len(out)
+        out += re.sub(rb"^\d+ 0 obj", b"%d 0 obj" % new.get(number, number), head) + stream + rest
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (max(offsets) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offsets[number] for number in range(1, max(offsets) + 1))
+    out += b"trailer\n<</Size %d/Root %d 0 R/Info %d 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (
+        max(offsets) + 1, source.root_number, source.info_number, table)
+    return bytes(out)
+
+
+def test_fonts_written_in_any_order_give_the_same_pdf(built_data: Path, tmp_path: Path) -> None:
+    """LibreOffice writes a document's fonts in the order in which they lie in its memory, which
+    differs from one LibreOffice to the next (seen with tcmalloc): made canonical, the fonts are
+    in the order of their names, the same bytes either way, and the same forms cut from them."""
+    document = tmp_path / "unit.docx"
+    shutil.copy(next(built_data.glob("2023/金凤区*/全部项目.docx")), document)
+    _alone([document], tmp_path, tmp_path / "profile")
+    written = (tmp_path / "unit.pdf").read_bytes()
+    other = tmp_path / "other.pdf"
+    other.write_bytes(_fonts_the_other_way_round(written))
+
+    def fonts(data: bytes) -> list[bytes]:
+        return re.findall(rb"/Type/Font/Subtype/\w+/BaseFont/(\w+\+[\w-]+)", data)
+
+    assert len(fonts(written)) >= 3 and fonts(other.read_bytes()) == fonts(written)[::-1]
+    assert _pages(other, tmp_path / "o") == _pages(tmp_path / "unit.pdf", tmp_path / "w")  # the same document
+    when = datetime.datetime(2023, 12, 31, tzinfo=datetime.UTC)
+    ours, theirs = (pdfpages.canonical(pdfpages.Source(data), "全部项目", when) for data in (written, other.read_bytes()))
+    assert ours == theirs and fonts(ours) == sorted(fonts(written))
+    kept = pdfpages.canonical_source(pdfpages.Source(other.read_bytes()))  # what was read, kept where it holds
+    assert kept.data == pdfpages.canonical(pdfpages.Source(written))
+    read = pdfpages.Source(kept.data)
+    assert all(kept.raw(number) == read.raw(number) and kept.object(number) == read.object(number)
+               and kept.references(number) == read.references(number) for number in read.offsets)
+    assert pdfpages.cut(kept, 0, len(read.pages), "项目", when) == pdfpages.cut(read, 0, len(read.pages), "项目", when)
