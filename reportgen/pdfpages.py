@@ -188,6 +188,7 @@ class Source:
         self._pieces: dict[int, tuple[list[bytes], list[int], bytes]] = {}
         self._references: dict[int, list[int]] = {}
         self._kid_pages: list[int | None] | None = None
+        self._starts: list[tuple[int, int]] | None = None  # (offset, number) in file order, once needed
         self.root_number = _ref(trailer.get(Name(b"/Root")))
         self.info_number = _ref(trailer[Name(b"/Info")]) if Name(b"/Info") in trailer else None
         self.root = self.value(self.root_number)
@@ -251,7 +252,9 @@ class Source:
 
     def containing(self, positions: Iterable[int]) -> list[int]:
         """The numbers of the objects in which these byte positions lie, in order, once each."""
-        starts = sorted((offset, number) for number, offset in self.offsets.items())
+        if self._starts is None:
+            self._starts = sorted((offset, number) for number, offset in self.offsets.items())
+        starts = self._starts
         found: dict[int, None] = {}
         for position in sorted(positions):
             index = bisect.bisect_right(starts, (position, math.inf)) - 1
@@ -946,6 +949,7 @@ def canonical_source(source: Source) -> Source:
     copied.data = data
     copied.offsets = writer.placed
     copied._ends = _ends(writer.placed, writer.table)
+    copied._starts = None
     copied._cache = {number: obj for number, obj in source._cache.items() if number not in changed}
     copied._pieces = {number: pieces for number, pieces in source._pieces.items() if number not in changed}
     copied._references = {number: found for number, found in source._references.items() if number not in changed}
@@ -956,8 +960,8 @@ def _canonical(source: Source, title: str | None = None,
                when: datetime.datetime | None = None) -> tuple[bytes, _Writer, set[int]]:
     """``canonical``'s bytes, the writer that placed its objects, and the numbers of the
     objects it changed."""
-    moved = _font_order(source)
-    rewritten = _referring(source, moved)
+    moved, fonts = _font_order(source)
+    rewritten = _referring(source, moved, fonts)
     replaced: dict[int, bytes] = {}
     dropped: set[int] = set()
     candidates = source.containing(match.start() for match in _LENGTH2.finditer(source.data))
@@ -992,14 +996,14 @@ def _canonical(source: Source, title: str | None = None,
 _FONT = re.compile(rb"/Type[\x00\t\n\x0c\r ]*/Font\b")
 
 
-def _font_order(source: Source) -> dict[int, int]:
+def _font_order(source: Source) -> tuple[dict[int, int], set[int]]:
     """New numbers (old → new, only those that change) that put the objects of each font — its
     dictionary and what only it refers to: descriptor, font program, ToUnicode map, a Type 0
-    font's descendant — in the order of the fonts' names (subset prefix included: AAAAAA+, …).
-    LibreOffice names the fonts in the order the document uses them but writes them in the
-    order in which they lie in its memory, which differs from one LibreOffice to the next (the
-    same document, other bytes). The objects of the fonts take the same numbers as before, as
-    a whole; where two fonts have the same name, nothing is moved."""
+    font's descendant — in the order of the fonts' names (subset prefix included: AAAAAA+, …);
+    and all the fonts' objects. LibreOffice names the fonts in the order the document uses
+    them but writes them in the order in which they lie in its memory, which differs from one
+    LibreOffice to the next (the same document, other bytes). The objects of the fonts take
+    the same numbers as before, as a whole; where two fonts have the same name, nothing moves."""
     found = source.containing(match.start() for match in _FONT.finditer(source.data))
     names: dict[int, bytes] = {}
     for number in found:
@@ -1008,13 +1012,14 @@ def _font_order(source: Source) -> dict[int, int]:
             base = value.get(Name(b"/BaseFont"))
             names[number] = bytes(base) if isinstance(base, Name) else b""
     reached = {number: _reached(source, number) for number in names}
-    descendants = {other for number, objects in reached.items() for other in objects if other != number}
+    objects = {other for closure in reached.values() for other in closure}
+    descendants = {other for number, closure in reached.items() for other in closure if other != number}
     fonts = sorted((number for number in names if number not in descendants), key=names.__getitem__)
     if len(fonts) < 2 or len({names[number] for number in fonts}) < len(fonts):
-        return {}
+        return {}, objects
     owners = collections.Counter(other for number in fonts for other in reached[number])
     order = [other for number in fonts for other in sorted(reached[number]) if owners[other] == 1]
-    return {old: new for old, new in zip(order, sorted(order), strict=True) if old != new}
+    return {old: new for old, new in zip(order, sorted(order), strict=True) if old != new}, objects
 
 
 def _reached(source: Source, number: int) -> set[int]:
@@ -1028,14 +1033,26 @@ def _reached(source: Source, number: int) -> set[int]:
     return seen
 
 
-def _referring(source: Source, moved: dict[int, int]) -> set[int]:
-    """The objects that move or whose dictionary refers to one that moves."""
+# Where fonts are referred to: the /Font dictionary of resources, by reference or inline.
+_FONT_RESOURCES = re.compile(rb"/Font[\x00\t\n\x0c\r ]*(?:(\d+)[\x00\t\n\x0c\r ]+0[\x00\t\n\x0c\r ]+R|<<)")
+
+
+def _referring(source: Source, moved: dict[int, int], fonts: set[int]) -> set[int]:
+    """The objects that move, and those whose dictionary refers to one that does: a font's
+    objects are referred to by the font's other objects and, for the font itself, by the /Font
+    dictionaries of resources (looked for by name: a search for every reference is slower)."""
     if not moved:
         return set()
-    numbers = b"|".join(b"%d" % number for number in sorted(moved))
-    pattern = re.compile(rb"(?<![0-9])(?:%s)[\x00\t\n\x0c\r ]+0[\x00\t\n\x0c\r ]+R\b" % numbers)
-    found = source.containing(match.start() for match in pattern.finditer(source.data))
-    return {*moved, *(number for number in found if not moved.keys().isdisjoint(source.references(number)))}
+    candidates = set(fonts)
+    inline = []
+    for match in _FONT_RESOURCES.finditer(source.data):
+        if match[1] is not None:
+            candidates.add(int(match[1]))
+        else:
+            inline.append(match.start())
+    candidates.update(source.containing(inline))
+    return {*moved, *(number for number in candidates
+                      if number in source.offsets and not moved.keys().isdisjoint(source.references(number)))}
 
 
 def _renumbered_object(source: Source, number: int, moved: dict[int, int]) -> bytes:

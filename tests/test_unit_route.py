@@ -240,7 +240,11 @@ def test_fonts_written_in_any_order_give_the_same_pdf(built_data: Path, tmp_path
     when = datetime.datetime(2023, 12, 31, tzinfo=datetime.UTC)
     ours, theirs = (pdfpages.canonical(pdfpages.Source(data), "全部项目", when) for data in (written, other.read_bytes()))
     assert ours == theirs and fonts(ours) == sorted(fonts(written))
-    kept = pdfpages.canonical_source(pdfpages.Source(other.read_bytes()))  # what was read, kept where it holds
+    source = pdfpages.Source(other.read_bytes())
+    moved, objects = pdfpages._font_order(source)
+    assert moved and pdfpages._referring(source, moved, objects) == {  # found by name: all there are
+        *moved, *(number for number in source.offsets if not moved.keys().isdisjoint(source.references(number)))}
+    kept = pdfpages.canonical_source(source)  # what was read, kept where it holds
     assert kept.data == pdfpages.canonical(pdfpages.Source(written))
     read = pdfpages.Source(kept.data)
     assert all(kept.raw(number) == read.raw(number) and kept.object(number) == read.object(number)
