@@ -76,8 +76,9 @@ def font_environment() -> dict[str, str]:
 
 # LibreOffice spends about a sixth of its time converting these forms in glibc's malloc and free
 # (many small, short-lived objects: items, strings, text portions). gperftools' tcmalloc
-# (Debian's libtcmalloc-minimal4) takes 15-20 % off its CPU time, with the same PDF byte for byte
-# and about the same memory (benchmarks/README).
+# (Debian's libtcmalloc-minimal4) takes 15-20 % off its CPU time, with about the same memory
+# (benchmarks/README). It changes the order in which LibreOffice writes a document's fonts (their
+# order in memory), which ``pdfpages.canonical`` undoes: the same PDF byte for byte either way.
 ALLOCATOR_PACKAGE, ALLOCATOR_LIBRARY = "libtcmalloc-minimal4", "libtcmalloc_minimal.so.4"
 ALLOCATOR_VARIABLE = "REPORTGEN_LIBREOFFICE_MALLOC"  # "system": LibreOffice keeps glibc's allocator
 
