@@ -195,7 +195,10 @@ def new(file: Path, region_name: str | None, force: bool) -> None:
 def build(paths: tuple[Path, ...], out: Path, force: bool, jobs: int | None, soffice: str, timeout: float,
           pdfa: bool, shard: tuple[int, int] | None, keep: float | None) -> None:
     """校验、计分，生成每个项目的 Word 和 PDF，并按单位、年度打包。"""
+    from .convert import office_allocator
+
     given = list(paths) or [DEFAULT_DATA]
+    office_allocator()  # a wrong REPORTGEN_LIBREOFFICE_MALLOC is refused also when nothing is to convert
     tree = Tree(None) if force else look_at_tree(given, out, pdfa, shard)
     result = tree.report
     if result is None:

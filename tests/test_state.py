@@ -148,6 +148,19 @@ def test_the_command_answers_an_unchanged_tree_without_loading_the_checking(tree
     assert any(": warning: " in line for line in looked)
 
 
+def test_an_unchanged_tree_with_a_wrong_allocator_setting_is_refused_too(tree: tuple[Path, Path]) -> None:
+    """The same command gives the same answer whether or not anything is to be converted."""
+    data, out = tree
+    before = {path: path.stat().st_mtime_ns for path in out.rglob("*")}
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "REPORTGEN_LIBREOFFICE_MALLOC": "tcmaloc"}
+    done = subprocess.run([sys.executable, "-m", "reportgen", "build", "data", "-o", "out"], cwd=data.parent,
+                          env=environment, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1, "", "错误：环境变量 REPORTGEN_LIBREOFFICE_MALLOC 只能是 tcmalloc 或 system，不能是「tcmaloc」\n")
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("*")} == before
+    assert _unchanged(data, out)  # still answered from the record once the setting is right
+
+
 def test_the_command_takes_the_trees_key_once_before_the_build_reads_anything(
         tree: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from reportgen import build as build_module
