@@ -218,3 +218,94 @@ def test_a_build_with_a_wrong_allocator_setting_writes_nothing(tmp_path: Path, m
                               capture_output=True, text=True, timeout=60, check=False)
         assert (done.returncode, done.stdout, done.stderr) == (1, "", message)
         assert not (tmp_path / "out").exists()
+
+
+def test_documents_are_handed_to_a_running_libreoffice_in_its_own_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What reportgen says on a running LibreOffice's pipe is, byte for byte, what a second
+    ``soffice`` says there: a listener in LibreOffice's place hears both, and answers both."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    profile = tmp_path / "profile"
+    office = convert._Office("soffice", SimpleNamespace(folder=profile), convert._Processes(), serving=False)
+    heard: list[bytes] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(office.pipe)
+        try:
+            listener.listen()
+            listener.settimeout(60)
+
+            def answer() -> None:  # as LibreOffice: greet, take the command line, say when done
+                while len(heard) < 2:
+                    connection, _ = listener.accept()
+                    with connection:
+                        connection.sendall(convert._GREETING)
+                        said = b""
+                        while not said.endswith(b"\0"):
+                            data = connection.recv(4096)
+                            if not data:
+                                break
+                            said += data
+                        if said:  # not LibreOffice looking whether the pipe is taken
+                            heard.append(said)
+                            connection.sendall(convert._PROCESSED)
+
+            listening = threading.Thread(target=answer, daemon=True)
+            listening.start()
+            arguments = ["--headless", "--invisible", "--nologo", "--nodefault", "--nolockcheck", "--norestore",
+                         "--convert-to", convert._filter(False), "--outdir", str(tmp_path / "出,口\\"),
+                         str(tmp_path / "表 1,2.docx"), "第二份.docx"]
+            done = subprocess.run([convert.find_soffice("soffice"), f"-env:UserInstallation={profile.as_uri()}",
+                                   *arguments], env=convert.office_environment(), capture_output=True, timeout=60,
+                                  check=False)
+            assert done.returncode == 0, done.stderr
+            handover = convert._Handover(office.pipe, arguments)
+            deadline = time.monotonic() + 30
+            while handover.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            handover.close()
+            listening.join(timeout=30)
+        finally:
+            os.unlink(office.pipe)
+    assert handover.returncode == 0
+    assert len(heard) == 2 and heard[1] == heard[0]
+    assert heard[1] == convert.ipc_arguments(arguments, tmp_path.as_uri())
+    assert heard[1].startswith(b"InternalIPC::Arguments1file:///") and heard[1].endswith(b",\xe7\xac\xac\xe4\xba\x8c\xe4\xbb\xbd.docx\0")
+    assert "出\\,口\\\\".encode() in heard[1] and "表 1\\,2.docx".encode() in heard[1]
+
+
+def test_a_running_libreoffice_that_goes_away_ends_the_handover(tmp_path: Path) -> None:
+    """The connection closed before LibreOffice says it is done: the call failed (1), as a
+    second soffice exits when the running one crashes; no greeting: OSError, nothing handed."""
+    import socket
+    import threading
+
+    pipe = str(tmp_path / "pipe")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(pipe)
+        listener.listen()
+
+        def greet_then_go(greeting: bytes) -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.sendall(greeting)
+                connection.recv(4096)
+
+        for greeting, expected in ((convert._GREETING, 1), (b"something else\0", None)):
+            listening = threading.Thread(target=greet_then_go, args=(greeting,), daemon=True)
+            listening.start()
+            if expected is None:
+                with pytest.raises(OSError):
+                    convert._Handover(pipe, ["--convert-to", "pdf", "a.docx"])
+            else:
+                handover = convert._Handover(pipe, ["--convert-to", "pdf", "a.docx"])
+                listening.join(timeout=10)
+                deadline = time.monotonic() + 10
+                while handover.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                handover.close()
+                assert handover.returncode == expected
+            listening.join(timeout=10)

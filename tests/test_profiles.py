@@ -217,3 +217,31 @@ def test_libreoffice_skips_its_graphics_self_tests_with_a_profile_that_notes_its
     assert convert_to_pdf([document], tmp_path / "not-noted")[0].is_file()
     (unnoted,) = [folder for folder in slots(tmp_path / "another-cache").iterdir() if folder.is_dir()]
     assert (unnoted / "user/GraphicsRenderTests.log").is_file()  # what LibreOffice does by itself
+
+
+def test_a_running_libreoffice_is_handed_documents_without_a_second_soffice(
+        cache: Path, tmp_path: Path, built_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call goes over the pipe (no ``soffice --convert-to`` started), also for names with
+    the characters the pipe's words escape; the PDFs are LibreOffice's."""
+    from reportgen import convert
+
+    started: list[list[str]] = []
+    start = convert._Processes.start
+    monkeypatch.setattr(convert._Processes, "start", lambda self, command: started.append(command) or start(self, command))
+    form = next(built_data.rglob("网格信息采集工作.docx"))
+    docs = []
+    for name in ("表,一\\二", "第二份"):
+        (tmp_path / name).mkdir()
+        docs.append(tmp_path / name / f"{name}.docx")
+        shutil.copyfile(form, docs[-1])
+    with convert.Pool(workers=1) as pool:
+        pool.launch()
+        for doc in docs:  # two calls, one document each
+            pool.submit([doc])
+        pool.inputs_written()
+    assert pool.outcomes == {doc: doc.with_suffix(".pdf") for doc in docs}
+    assert started == []  # LibreOffice itself runs under its keeper (start_guarded); no second soffice
+    for doc in docs:
+        text = subprocess.run(["pdftotext", str(doc.with_suffix(".pdf")), "-"], capture_output=True, text=True,
+                              check=True).stdout
+        assert "网格信息采集工作" in text
