@@ -18,7 +18,7 @@ from pypdf import PdfReader
 
 from reportgen.build import Job, Options, build
 
-from .conftest import BASE_PROJECT, DATA, DATA_PROJECTS, run_cli
+from .conftest import BASE_PROJECT, DATA, DATA_PROJECTS, converted_together, run_cli
 
 pytestmark = pytest.mark.soffice
 
@@ -128,7 +128,9 @@ def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path, mon
     data = tmp_path / "data"
     shutil.copytree(DATA / "2022", data / "2022")
     out = tmp_path / "out"
-    assert build([data], out).rebuilt == 2
+    first = build([data], out)
+    assert first.rebuilt == 2
+    converted_together(first, [data], out)
     before = tree_digest(out)
     unit = out / "2022/深圳市龙华区平安建设中心"
     same = unit / "数字化城管信息系统运行项目（系统操作员）.pdf"
@@ -142,14 +144,17 @@ def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path, mon
     third = build([data], out)
     assert (third.rebuilt, third.skipped) == (2, 0)
     assert rendered == ["网格信息采集工作"]  # the other form's DOCX is the one it had
+    converted_together(third, [data], out)
     after = tree_digest(out)
     assert _looks(same) == looks
     assert after[f"{unit.relative_to(out)}/网格信息采集工作.pdf"] != before[f"{unit.relative_to(out)}/网格信息采集工作.pdf"]
     assert after[f"{unit.relative_to(out)}/全部项目.pdf"] != before[f"{unit.relative_to(out)}/全部项目.pdf"]
     fresh = tmp_path / "fresh"
-    assert build([data], fresh).ok
+    converted_together(build([data], fresh), [data], fresh)
     assert tree_digest(fresh) == after  # an incremental build gives what a cold one does
-    assert build([data], out, Options(force=True)).rebuilt == 2
+    forced = build([data], out, Options(force=True))
+    assert forced.rebuilt == 2
+    converted_together(forced, [data], out)
     assert tree_digest(out) == after
     # A DOCX changed by hand is not taken for the form's: rendered again.
     with zipfile.ZipFile(same.with_suffix(".docx"), "a") as edited:

@@ -10,7 +10,7 @@ import pytest
 
 from reportgen.build import Options, build, in_shard
 
-from .conftest import DATA, DATA_PROJECTS, DATA_UNITS, run_cli
+from .conftest import DATA, DATA_PROJECTS, DATA_UNITS, converted_together, run_cli
 from .test_build import tree_digest
 
 pytestmark = pytest.mark.soffice
@@ -21,10 +21,8 @@ def test_three_shards_put_together_are_a_build_of_the_whole_tree(tmp_path: Path,
     projects = units = 0
     for index in (1, 2, 3):
         out = tmp_path / f"shard-{index}"
-        report = build([DATA], out, Options(shard=(index, 3)))
-        if report.notices:  # a unit LibreOffice failed to convert together: converted together next time
-            report = build([DATA], out, Options(shard=(index, 3)))
-        assert report.ok and not report.notices, (report.failures, report.notices)
+        report = converted_together(build([DATA], out, Options(shard=(index, 3))), [DATA], out,
+                                    Options(shard=(index, 3)))
         projects += report.projects
         units += len(report.bundles)
         shutil.copytree(out, together, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".reportgen"))
