@@ -390,8 +390,11 @@ class _Worker:
         arguments = ["--headless", "--invisible", "--nologo", "--nodefault", "--nolockcheck", "--norestore",
                      "--convert-to", self.filter_name, "--outdir", str(out_dir), *map(str, docs)]
         produced = [out_dir / f"{doc.stem}.pdf" for doc in docs]
-        process = self._hand_over(office, arguments) if serving else None
-        if process is None:  # a LibreOffice of their own, or a second soffice that finds the pipe itself
+        process: subprocess.Popen | _Handover | None = None
+        if serving:
+            with contextlib.suppress(OSError):  # not greeted: a second soffice finds the pipe itself
+                process = self.processes.hand_over(office.pipe, arguments)
+        if process is None:
             process = self.processes.start(
                 [self.soffice, f"-env:UserInstallation={office.profile.folder.as_uri()}", *arguments])
         settled, newest = 0, -1  # docs[:settled] are dealt with; docs[newest] is the latest PDF seen
@@ -425,12 +428,6 @@ class _Worker:
         if failed and not serving and newest < 0:
             office.failed()  # not one PDF: the profile may be what LibreOffice cannot start with
         return failed
-
-    def _hand_over(self, office: _Office, arguments: list[str]) -> _Handover | None:
-        try:
-            return self.processes.hand_over(office.pipe, arguments)
-        except OSError:
-            return None
 
     def _settle(self, docs: list[Path], produced: list[Path], start: int, end: int, failed: dict[Path, str],
                 reasons: dict[Path, str] | None = None) -> int:
