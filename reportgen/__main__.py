@@ -1,3 +1,3 @@
-from .cli import run
+from .resident import run
 
-run()
+run("python -m reportgen")

@@ -1063,12 +1063,19 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
 
 
 def _write_stats(pool: convert.Pool) -> None:
-    """For measurements (``benchmarks/run.py``): what the LibreOffice kept running used, written
-    as JSON to the file ``REPORTGEN_STATS`` names."""
+    """For measurements (``benchmarks/run.py``): what the LibreOffice kept running used, and
+    this process (which a kept reportgen forked, or the command itself) and the processes it
+    waited for, written as JSON to the file ``REPORTGEN_STATS`` names."""
     target = os.environ.get(STATS_VARIABLE)
     if target:
+        import resource
+
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        stats = {**pool.stats(), "pid": os.getpid(), "cpu_s": round(own.ru_utime + own.ru_stime, 3),
+                 "children_cpu_s": round(children.ru_utime + children.ru_stime, 3),
+                 "peak_mb": round(own.ru_maxrss / 1024, 1)}
         with contextlib.suppress(OSError):
-            Path(target).write_text(json.dumps(pool.stats()), encoding="utf-8")
+            Path(target).write_text(json.dumps(stats), encoding="utf-8")
 
 
 def shard_key(checked: Checked, out: Path) -> str:

@@ -343,12 +343,12 @@ def serve(data_dir: Path, port: int, host: str, out: Path | None, no_browser: bo
     run_server(data_dir, out, host, port, open_browser=not no_browser, say=click.echo)
 
 
-def run() -> NoReturn:
-    """The ``reportgen`` command. It exits without the interpreter's clean-up: every file is
-    written and closed by then, and freeing a build's objects one by one would only add a tenth
-    of a second to each run."""
+def run(prog_name: str | None = None, before_exit: Callable[[int], None] | None = None) -> NoReturn:
+    """The command, run in this process (``resident.run`` decides where). It exits without the
+    interpreter's clean-up: every file is written and closed by then, and freeing a build's
+    objects one by one would only add a tenth of a second to each run."""
     try:
-        main()
+        main(prog_name=prog_name)
         code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
@@ -357,4 +357,7 @@ def run() -> NoReturn:
             print(code, file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+    if before_exit is not None:
+        before_exit(exit_code)
+    os._exit(exit_code)

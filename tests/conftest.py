@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +26,10 @@ if TYPE_CHECKING:
 # LibreOffice started by the tests' builds is used again by the next build for half a minute,
 # not the ten minutes a clerk's rebuilds get (``reportgen build --keep-libreoffice``).
 os.environ.setdefault("REPORTGEN_KEEP_LIBREOFFICE", "30")
+# Commands run as subprocesses start Python and import reportgen themselves, as with
+# REPORTGEN_KEEP_REPORTGEN=0; tests/test_resident.py runs them through a kept reportgen (and the
+# whole suite can: REPORTGEN_KEEP_REPORTGEN=60 make test).
+os.environ.setdefault("REPORTGEN_KEEP_REPORTGEN", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -132,3 +143,29 @@ def converted_together(report: Report, paths: list[Path], out: Path, options: Op
         report = build(paths, out, dataclasses.replace(options or Options(), force=False))
     assert report.ok and not report.notices, (report.failures, report.notices)
     return report
+
+
+def kept_reportgen_pid(env: dict[str, str], *flags: str) -> int | None:
+    """The kept reportgen that would run commands with ``env`` and Python's ``flags``
+    (``reportgen.resident``), if any."""
+    probe = [sys.executable, *flags, "-c", "from reportgen.resident import serving; print(serving() or '')"]
+    found = subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return int(found) if found else None
+
+
+@pytest.fixture
+def kept_reportgen(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """Commands run as subprocesses from here on go to a kept reportgen of this test's own (its
+    key differs from every other one's by a PYTHON… setting, which the key covers as it covers
+    the interpreter's other settings): started, answering, ended with the test. Its pid."""
+    monkeypatch.setenv("REPORTGEN_KEEP_REPORTGEN", "60")
+    monkeypatch.setenv("PYTHONREPORTGENTEST", uuid.uuid4().hex)
+    started = subprocess.run([sys.executable, "-m", "reportgen", "regions"], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 60
+    while (pid := kept_reportgen_pid(dict(os.environ))) is None:
+        assert time.monotonic() < deadline, "no kept reportgen answered"
+        time.sleep(0.1)
+    yield pid
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)

@@ -100,7 +100,16 @@ def leftovers(root: Path) -> list[str]:
     return partial + staging
 
 
-def test_ctrl_c_during_conversion_leaves_no_process_and_no_partial_file(tmp_path: Path) -> None:
+@pytest.fixture(params=["alone", "kept"])
+def route(request: pytest.FixtureRequest) -> str:
+    """The build runs in the command's own process, or in a kept reportgen's fork
+    (``reportgen.resident``), which Ctrl-C and kill reach through the command."""
+    if request.param == "kept":
+        request.getfixturevalue("kept_reportgen")
+    return request.param
+
+
+def test_ctrl_c_during_conversion_leaves_no_process_and_no_partial_file(tmp_path: Path, route: str) -> None:
     process = start_build(DATA, tmp_path / "out", "--jobs", "2")
     wait_for(lambda: soffice_processes() != [])
     process.send_signal(signal.SIGINT)
@@ -113,7 +122,7 @@ def test_ctrl_c_during_conversion_leaves_no_process_and_no_partial_file(tmp_path
     assert list((tmp_path / "out").rglob("*.pdf")) == []  # nothing was finished, nothing half-done
 
 
-def test_sigterm_is_cleaned_up_like_ctrl_c(tmp_path: Path) -> None:
+def test_sigterm_is_cleaned_up_like_ctrl_c(tmp_path: Path, route: str) -> None:
     process = start_build(DATA, tmp_path / "out")
     wait_for(lambda: soffice_processes() != [])
     process.terminate()
@@ -123,7 +132,31 @@ def test_sigterm_is_cleaned_up_like_ctrl_c(tmp_path: Path) -> None:
     assert leftovers(tmp_path / "out") == []
 
 
-def test_second_build_into_the_same_folder_fails_clearly(tmp_path: Path) -> None:
+def test_a_command_killed_outright_stops_the_build_a_kept_reportgen_runs_for_it(tmp_path: Path,
+                                                                                 kept_reportgen: int) -> None:
+    process = start_build(DATA, tmp_path / "out")
+    wait_for(lambda: soffice_processes() != [])
+    process.kill()  # no handler sees this: the kept reportgen's fork sees its command's connection close
+    process.communicate(timeout=60)
+    wait_for(lambda: soffice_processes() == [], seconds=30)
+    wait_for(lambda: not (tmp_path / "out" / ".reportgen" / "lock").exists()
+             or not _locked(tmp_path / "out" / ".reportgen" / "lock"), seconds=30)
+    assert leftovers(tmp_path / "out") == []
+    assert list((tmp_path / "out").rglob("*.pdf")) == []
+
+
+def _locked(lock: Path) -> bool:
+    import fcntl
+
+    with lock.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def test_second_build_into_the_same_folder_fails_clearly(tmp_path: Path, route: str) -> None:
     out = tmp_path / "out"
     first = start_build(DATA, out)
     wait_for(lambda: soffice_processes() != [])

@@ -1,0 +1,327 @@
+"""reportgen kept running for the command line, as LibreOffice is kept for the builds.
+
+Python's start and reportgen's imports take about half a second of every command: more than a
+one-project rebuild spends on its forms. So a command that found no kept reportgen leaves one
+behind when it ends: a process that has imported everything and waits for the next command
+(``REPORTGEN_KEEP_REPORTGEN`` seconds, 600 by default; 0 keeps none). The next command does not
+import reportgen: it hands that process its arguments, working folder, environment, umask and
+its standard input, output and error (the open files themselves, over a Unix socket), and the
+kept process forks. The fork runs the command as this process would have, writes to the same
+terminal or pipes, and sends back the exit code; Ctrl-C and ``kill`` reach it through the
+command. Should the command be killed outright, the fork is stopped as if interrupted.
+
+A kept reportgen serves only commands that would run the same code the same way: the same
+Python with the same flags, the same reportgen (its code digest), the same installed packages
+(the modification times of the folders Python imports from), the same locale and Python
+settings, and the same user. Anything else finds no kept process under its key and runs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import NoReturn
+
+KEEP_VARIABLE = "REPORTGEN_KEEP_REPORTGEN"
+KEEP_SECONDS = 600.0
+_SERVED = ("build", "validate", "score", "fields", "regions", "templates", "region", "import", "init")
+_FORWARDED_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
+_REQUEST_LIMIT = 16 << 20  # arguments and environment; far above any real command
+
+
+def run(prog_name: str | None = None) -> NoReturn:
+    """The ``reportgen`` command: handed to a kept reportgen when one answers, run here otherwise
+    (and then a kept one started for the next command)."""
+    argv = sys.argv
+    key = _key() if _wanted(argv[1:]) else None
+    if key is not None:
+        try:
+            code = _forward(_address(key), argv, prog_name)
+        except KeyboardInterrupt:  # before the kept one had the command: nothing was done
+            print("已中断。", file=sys.stderr)
+            os._exit(130)
+        if code is not None:
+            os._exit(code)
+    from .cli import run as run_here
+
+    run_here(prog_name, before_exit=(lambda _code: _start(key)) if key is not None else None)
+
+
+def serving() -> int | None:
+    """The process id of the kept reportgen that would run this process's commands, if any."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        try:
+            connection.connect(_address(_key()))
+            pid, uid = _peer(connection)
+        except OSError:
+            return None
+    return pid if uid == os.getuid() else None
+
+
+def keep_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(KEEP_VARIABLE, KEEP_SECONDS)))
+    except ValueError:
+        return KEEP_SECONDS
+
+
+def _wanted(args: list[str]) -> bool:
+    """Commands that end (not ``serve``), where fork and Unix sockets exist."""
+    if keep_seconds() <= 0 or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+        return False
+    words = iter(args)
+    for word in words:
+        if word == "--regions":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word in _SERVED
+    return False
+
+
+def _key() -> str:
+    """What a kept reportgen must share with this command to run it as this process would."""
+    from . import code_digest
+
+    folders = [entry for entry in sys.path if entry not in ("", os.curdir) and entry != _cwd()]
+    stamps = []
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            stamps.append(os.stat(folder).st_mtime_ns)
+    settings = sorted((name, value) for name, value in os.environ.items()
+                      if name.startswith(("PYTHON", "LC_")) or name == "LANG")
+    return hashlib.sha256(json.dumps([
+        sys.executable, sys.version, repr(sys.flags), folders, stamps, settings, os.getuid(), code_digest(),
+    ]).encode()).hexdigest()
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _address(key: str) -> bytes:
+    """An abstract socket (Linux): no file to clean up, gone with the process; whoever holds it
+    is checked to be this user (``_same_user``)."""
+    return b"\0reportgen-%d-%s" % (os.getuid(), key[:32].encode())
+
+
+def _peer(connection: socket.socket) -> tuple[int, int]:
+    """The process id and user id at the other end."""
+    pid, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    return pid, uid
+
+
+def _same_user(connection: socket.socket) -> bool:
+    return _peer(connection)[1] == os.getuid()
+
+
+# --- the command's side ------------------------------------------------------------------------
+
+
+def _forward(address: bytes, argv: list[str], prog_name: str | None) -> int | None:
+    """The exit code of the command run by a kept reportgen; None when none ran it."""
+    cwd = _cwd()
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    if cwd is None or any(stream is None for stream in streams):
+        return None
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return None
+    request = json.dumps({
+        "argv": argv, "prog_name": prog_name, "cwd": cwd, "env": dict(os.environ), "umask": _umask(),
+        "streams": [[stream.encoding, stream.errors, stream.line_buffering] for stream in streams],
+    }).encode()
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(address)
+        if not _same_user(connection):
+            return None
+        socket.send_fds(connection, [struct.pack("!I", len(request)), request], [0, 1, 2])
+        answers = connection.makefile("rb")
+        started = answers.readline()
+        if not started:
+            return None  # it went away before running anything: run here
+    except OSError:
+        return None
+    pid = json.loads(started)["pid"]
+    for received, sent in _FORWARDED_SIGNALS.items():
+        signal.signal(received, lambda _number, _frame, sent=sent: _signal(pid, sent))
+    try:
+        ended = answers.readline()
+    except OSError:
+        ended = b""
+    if not ended:
+        print("reportgen 内部错误：保持运行的 reportgen 未报告结果就结束了（设置 "
+              f"{KEEP_VARIABLE}=0 可不使用它）", file=sys.stderr)
+        return 3
+    return int(json.loads(ended)["exit"])
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _signal(pid: int, number: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, number)
+
+
+def _start(key: str) -> None:
+    """A kept reportgen for the next command: started in the background, in a session of its
+    own, holding none of this command's files (a pipe reader would otherwise wait for it)."""
+    with contextlib.suppress(OSError):
+        subprocess.Popen(
+            [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",  # type: ignore[attr-defined]
+             "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+             "from reportgen.resident import serve; serve(sys.argv[2], float(sys.argv[3]))",
+             json.dumps([entry for entry in sys.path if entry not in ("", os.curdir) and entry != _cwd()]),
+             key, str(keep_seconds())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd="/", start_new_session=True)
+
+
+# --- the kept process's side -------------------------------------------------------------------
+
+
+def serve(key: str, seconds: float) -> None:
+    """Import everything, then fork for each command until ``seconds`` pass without one."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(_address(key))  # taken: another one is kept already
+    except OSError:
+        return
+    _import_everything()
+    if _key() != key:  # reportgen or Python changed while starting
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forks reaped by the system; they outlive this one if need be
+    listener.listen(16)
+    last = time.monotonic()
+    while (left := seconds - (time.monotonic() - last)) > 0:
+        if select.select([listener], [], [], left)[0]:
+            connection, _ = listener.accept()
+            with connection:
+                if _fork_for(connection, listener):  # a connection without a command (``serving``) is no use
+                    last = time.monotonic()
+
+
+def _import_everything() -> None:
+    """Every module a command may import, before any command: each fork starts from here."""
+    import importlib
+    import pkgutil
+
+    from . import __path__ as package_path
+
+    for module in pkgutil.iter_modules(package_path):
+        if module.name not in ("__main__", "resident", "serve"):
+            importlib.import_module(f"reportgen.{module.name}")
+    for name in ("docx.enum.section", "docx.opc.constants", "docx.section", "docxcompose.composer",
+                 "pypdf", "rich.console", "rich.progress", "yaml.cyaml"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def _fork_for(connection: socket.socket, listener: socket.socket) -> bool:
+    """Read one command and fork to run it; False for a request not from this user, or not whole."""
+    fds: list[int] = []
+    try:
+        connection.settimeout(5)
+        if not _same_user(connection):
+            return False
+        head, fds, _, _ = socket.recv_fds(connection, 4, 3)
+        if len(head) < 4 or len(fds) != 3 or (size := struct.unpack("!I", head)[0]) > _REQUEST_LIMIT:
+            return False
+        body = bytearray()
+        while len(body) < size:
+            piece = connection.recv(size - len(body))
+            if not piece:
+                return False
+            body += piece
+        request = json.loads(body)
+        if os.fork() == 0:
+            listener.close()
+            _run_forked(connection, request, fds)  # never returns
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _run_forked(connection: socket.socket, request: dict, fds: list[int]) -> NoReturn:
+    """In the fork: become the command (its files, folder, environment), run it, report."""
+    started = False
+    try:
+        connection.settimeout(None)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for target, fd in zip((0, 1, 2), fds, strict=True):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        sys.stdin, sys.stdout, sys.stderr = (
+            open(fd, mode, encoding=encoding, errors=errors, closefd=False)  # noqa: SIM115 (the command's own)
+            for fd, mode, (encoding, errors, _) in zip((0, 1, 2), "rww", request["streams"], strict=True))
+        sys.stdout.reconfigure(line_buffering=request["streams"][1][2])
+        sys.stderr.reconfigure(line_buffering=request["streams"][2][2], write_through=True)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.umask(request["umask"])
+        sys.argv = request["argv"]
+        import tempfile
+
+        tempfile.tempdir = None  # chosen again from this command's environment
+        connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        started = True
+        _stop_when_gone(connection)
+        from .cli import run as run_here
+
+        run_here(request["prog_name"], before_exit=lambda exit_code: _report(connection, exit_code))
+    except BaseException:  # nothing may return into the kept process's loop
+        with contextlib.suppress(BaseException):  # not started: the command runs it itself
+            if started and os.environ.get("REPORTGEN_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+            if started:
+                print("reportgen 内部错误：保持运行的 reportgen 未能运行此命令"
+                      f"（设置 {KEEP_VARIABLE}=0 可不使用它）", file=sys.stderr)
+    os._exit(3)
+
+
+def _report(connection: socket.socket, code: int) -> None:
+    with contextlib.suppress(OSError):
+        connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
+
+
+def _stop_when_gone(connection: socket.socket) -> None:
+    """A command killed outright (its connection closed) interrupts the fork, as Ctrl-C would."""
+    import threading
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            connection.recv(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
