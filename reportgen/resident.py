@@ -26,14 +26,17 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 KEEP_VARIABLE = "REPORTGEN_KEEP_REPORTGEN"
 KEEP_SECONDS = 600.0
-_SERVED = ("build", "validate", "score", "fields", "regions", "templates", "region", "import", "init")
+# The commands that end: all but ``serve`` (tests/test_resident.py compares with the command line).
+SERVED = ("build", "validate", "score", "fields", "new", "import", "regions", "region", "templates")
 _FORWARDED_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
 _REQUEST_LIMIT = 16 << 20  # arguments and environment; far above any real command
 
@@ -75,15 +78,15 @@ def keep_seconds() -> float:
 
 
 def _wanted(args: list[str]) -> bool:
-    """Commands that end (not ``serve``), where fork and Unix sockets exist."""
-    if keep_seconds() <= 0 or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+    """Commands that end (``SERVED``), on Linux (fork, abstract sockets, peer credentials)."""
+    if keep_seconds() <= 0 or not sys.platform.startswith("linux"):
         return False
     words = iter(args)
     for word in words:
         if word == "--regions":
             next(words, None)
         elif not word.startswith("-"):
-            return word in _SERVED
+            return word in SERVED
     return False
 
 
@@ -91,7 +94,7 @@ def _key() -> str:
     """What a kept reportgen must share with this command to run it as this process would."""
     from . import code_digest
 
-    folders = [entry for entry in sys.path if entry not in ("", os.curdir) and entry != _cwd()]
+    folders = _import_folders()
     stamps = []
     for folder in folders:
         with contextlib.suppress(OSError):
@@ -101,6 +104,15 @@ def _key() -> str:
     return hashlib.sha256(json.dumps([
         sys.executable, sys.version, repr(sys.flags), folders, stamps, settings, os.getuid(), code_digest(),
     ]).encode()).hexdigest()
+
+
+def _import_folders() -> list[str]:
+    """Where Python imports from, but the working folder (``python -m`` puts it first, ``-c`` as
+    ""), unless reportgen itself comes from there: a kept reportgen serves commands from every folder."""
+    cwd = _cwd()
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = [cwd if entry in ("", os.curdir) else entry for entry in sys.path]
+    return [entry for entry in folders if entry is not None and (entry != cwd or entry == here)]
 
 
 def _cwd() -> str | None:
@@ -143,6 +155,7 @@ def _forward(address: bytes, argv: list[str], prog_name: str | None) -> int | No
         return None
     request = json.dumps({
         "argv": argv, "prog_name": prog_name, "cwd": cwd, "env": dict(os.environ), "umask": _umask(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "streams": [[stream.encoding, stream.errors, stream.line_buffering] for stream in streams],
     }).encode()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -185,12 +198,14 @@ def _signal(pid: int, number: int) -> None:
 def _start(key: str) -> None:
     """A kept reportgen for the next command: started in the background, in a session of its
     own, holding none of this command's files (a pipe reader would otherwise wait for it)."""
+    import subprocess  # only here: the command that hands itself over does without it
+
     with contextlib.suppress(OSError):
         subprocess.Popen(
             [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",  # type: ignore[attr-defined]
              "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
              "from reportgen.resident import serve; serve(sys.argv[2], float(sys.argv[3]))",
-             json.dumps([entry for entry in sys.path if entry not in ("", os.curdir) and entry != _cwd()]),
+             json.dumps(_import_folders()),
              key, str(keep_seconds())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd="/", start_new_session=True)
@@ -206,8 +221,10 @@ def serve(key: str, seconds: float) -> None:
         listener.bind(_address(key))  # taken: another one is kept already
     except OSError:
         return
+    if _key() != key:  # started otherwise than the command (a Python option not passed on)
+        return
     _import_everything()
-    if _key() != key:  # reportgen or Python changed while starting
+    if _key() != key:  # reportgen changed while it was imported
         return
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forks reaped by the system; they outlive this one if need be
     listener.listen(16)
@@ -234,6 +251,13 @@ def _import_everything() -> None:
                  "pypdf", "rich.console", "rich.progress", "yaml.cyaml"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # The pattern of what the fonts draw, compiled into re's cache, which is keyed by the pattern
+    # itself: a command whose fonts give the same pattern finds it there (30 ms), others compile
+    # their own. The fonts are looked at again by every command.
+    from . import glyphs
+
+    glyphs.coverage()
+    glyphs.coverage.cache_clear()
 
 
 def _fork_for(connection: socket.socket, listener: socket.socket) -> bool:
@@ -287,7 +311,10 @@ def _run_forked(connection: socket.socket, request: dict, fds: list[int]) -> NoR
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        time.tzset()  # TZ: the command's dates
         os.umask(request["umask"])
+        with contextlib.suppress(OSError):  # `nice reportgen build`; a higher priority is not granted
+            os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
         sys.argv = request["argv"]
         import tempfile
 

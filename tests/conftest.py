@@ -145,11 +145,11 @@ def converted_together(report: Report, paths: list[Path], out: Path, options: Op
     return report
 
 
-def kept_reportgen_pid(env: dict[str, str], *flags: str) -> int | None:
-    """The kept reportgen that would run commands with ``env`` and Python's ``flags``
+def kept_reportgen_pid(env: dict[str, str], *flags: str, cwd: Path | None = None) -> int | None:
+    """The kept reportgen that would run commands with ``env`` and Python's ``flags`` in ``cwd``
     (``reportgen.resident``), if any."""
     probe = [sys.executable, *flags, "-c", "from reportgen.resident import serving; print(serving() or '')"]
-    found = subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    found = subprocess.run(probe, env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
     return int(found) if found else None
 
 

@@ -38,7 +38,7 @@ def wait_until(condition, seconds: float = 60) -> None:
 
 
 @pytest.fixture
-def own_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def own_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
     """An environment no kept reportgen serves yet (see ``kept_reportgen``); those started for
     it end with the test."""
     import uuid
@@ -48,13 +48,13 @@ def own_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     env = dict(os.environ)
     yield env
     for flags in (IMPORTTIME, ()):
-        pid = kept_reportgen_pid(env, *flags)
+        pid = kept_reportgen_pid(env, *flags, cwd=tmp_path)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
 
 
-def kept_pid(env: dict[str, str]) -> int | None:
-    return kept_reportgen_pid(env, *IMPORTTIME)
+def kept_pid(env: dict[str, str], cwd: Path) -> int | None:
+    return kept_reportgen_pid(env, *IMPORTTIME, cwd=cwd)
 
 
 def test_a_kept_reportgen_runs_the_next_command_with_the_same_output(tmp_path: Path, own_key: dict) -> None:
@@ -65,7 +65,7 @@ def test_a_kept_reportgen_runs_the_next_command_with_the_same_output(tmp_path: P
     assert imported_here  # none was kept yet: run here, and one started for the next command
     assert first.returncode == 1
     assert "项目/坏.yaml:2:" in first.stdout
-    wait_until(lambda: kept_pid(own_key) is not None)
+    wait_until(lambda: kept_pid(own_key, tmp_path) is not None)
     second, imported_here = command("validate", "项目", cwd=tmp_path, env=own_key)
     assert not imported_here
     assert (second.returncode, second.stdout, second.stderr) == (first.returncode, first.stdout, first.stderr)
@@ -73,7 +73,7 @@ def test_a_kept_reportgen_runs_the_next_command_with_the_same_output(tmp_path: P
 
 def test_the_kept_reportgen_takes_the_command_s_folder_environment_and_usage(tmp_path: Path, own_key: dict) -> None:
     command("regions", cwd=tmp_path, env=own_key)
-    wait_until(lambda: kept_pid(own_key) is not None)
+    wait_until(lambda: kept_pid(own_key, tmp_path) is not None)
     # made by a command it runs, in the command's working folder
     made, imported_here = command("region", "new", "county", "--from", "national", "--into", "mine", cwd=tmp_path,
                                   env=own_key)
@@ -96,8 +96,8 @@ def test_the_kept_reportgen_takes_the_command_s_folder_environment_and_usage(tmp
 def test_a_kept_reportgen_ends_when_unused(tmp_path: Path, own_key: dict) -> None:
     env = {**own_key, resident.KEEP_VARIABLE: "3"}
     command("regions", cwd=tmp_path, env=env)
-    wait_until(lambda: kept_pid(env) is not None)  # asking does not count as using it
-    wait_until(lambda: kept_pid(env) is None, seconds=20)
+    wait_until(lambda: kept_pid(env, tmp_path) is not None)  # asking does not count as using it
+    wait_until(lambda: kept_pid(env, tmp_path) is None, seconds=20)
 
 
 def test_no_kept_reportgen_is_started_or_used_when_switched_off(tmp_path: Path, own_key: dict) -> None:
@@ -106,7 +106,7 @@ def test_no_kept_reportgen_is_started_or_used_when_switched_off(tmp_path: Path, 
         done, imported_here = command("regions", cwd=tmp_path, env=env)
         assert (done.returncode, imported_here) == (0, True)
     time.sleep(1)
-    assert kept_pid(own_key) is None
+    assert kept_pid(own_key, tmp_path) is None
 
 
 def test_the_key_changes_with_the_code_and_the_installed_packages(tmp_path: Path,
@@ -124,6 +124,9 @@ def test_the_key_changes_with_the_code_and_the_installed_packages(tmp_path: Path
 
 
 def test_only_commands_that_end_are_handed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen.cli import main
+
+    assert sorted([*resident.SERVED, "serve"]) == sorted(main.commands)
     monkeypatch.setenv(resident.KEEP_VARIABLE, "60")
     assert resident._wanted(["build", "data"])
     assert resident._wanted(["--regions", "serve", "validate"])  # the folder's name is no command
