@@ -1,7 +1,7 @@
 """reportgen kept running for the command line, as LibreOffice is kept for the builds.
 
-Python's start and reportgen's imports take about half a second of every command: more than a
-one-project rebuild spends on its forms. So a command that found no kept reportgen leaves one
+Python's start and reportgen's imports take about half a second of every command: a quarter of
+a one-project rebuild. So a command that found no kept reportgen leaves one
 behind when it ends: a process that has imported everything and waits for the next command
 (``REPORTGEN_KEEP_REPORTGEN`` seconds, 600 by default; 0 keeps none). The next command does not
 import reportgen: it hands that process its arguments, working folder, environment, umask and
