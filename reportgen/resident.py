@@ -161,16 +161,18 @@ def _forward(address: bytes, argv: list[str], prog_name: str | None) -> int | No
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(address)
-        if not _same_user(connection):
-            return None
-        socket.send_fds(connection, [struct.pack("!I", len(request)), request], [0, 1, 2])
-        answers = connection.makefile("rb")
-        started = answers.readline()
-        if not started:
-            return None  # it went away before running anything: run here
+        if _same_user(connection):
+            socket.send_fds(connection, [struct.pack("!I", len(request)), request], [0, 1, 2])
+            answers = connection.makefile("rb")
+            started = answers.readline()  # nothing: it went away before running anything
+        else:
+            started = b""
     except OSError:
+        started = b""
+    if not started:
+        connection.close()
         return None
-    pid = json.loads(started)["pid"]
+    pid = json.loads(started)["pid"]  # the connection stays open until this process ends: the fork watches it
     for received, sent in _FORWARDED_SIGNALS.items():
         signal.signal(received, lambda _number, _frame, sent=sent: _signal(pid, sent))
     try:

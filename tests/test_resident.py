@@ -15,6 +15,7 @@ import pytest
 from reportgen import resident
 
 from .conftest import BASE_PROJECT, kept_reportgen_pid
+from .test_faults import wait_for
 
 IMPORTTIME = ("-X", "importtime")
 
@@ -28,13 +29,6 @@ def command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[s
     imports = [line for line in done.stderr.splitlines(keepends=True) if line.startswith("import time:")]
     done.stderr = "".join(line for line in done.stderr.splitlines(keepends=True) if line not in imports)
     return done, any(line.rstrip().endswith(" reportgen.cli") for line in imports)
-
-
-def wait_until(condition, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -65,7 +59,7 @@ def test_a_kept_reportgen_runs_the_next_command_with_the_same_output(tmp_path: P
     assert imported_here  # none was kept yet: run here, and one started for the next command
     assert first.returncode == 1
     assert "项目/坏.yaml:2:" in first.stdout
-    wait_until(lambda: kept_pid(own_key, tmp_path) is not None)
+    wait_for(lambda: kept_pid(own_key, tmp_path) is not None)
     second, imported_here = command("validate", "项目", cwd=tmp_path, env=own_key)
     assert not imported_here
     assert (second.returncode, second.stdout, second.stderr) == (first.returncode, first.stdout, first.stderr)
@@ -73,7 +67,7 @@ def test_a_kept_reportgen_runs_the_next_command_with_the_same_output(tmp_path: P
 
 def test_the_kept_reportgen_takes_the_command_s_folder_environment_and_usage(tmp_path: Path, own_key: dict) -> None:
     command("regions", cwd=tmp_path, env=own_key)
-    wait_until(lambda: kept_pid(own_key, tmp_path) is not None)
+    wait_for(lambda: kept_pid(own_key, tmp_path) is not None)
     # made by a command it runs, in the command's working folder
     made, imported_here = command("region", "new", "county", "--from", "national", "--into", "mine", cwd=tmp_path,
                                   env=own_key)
@@ -89,15 +83,16 @@ def test_the_kept_reportgen_takes_the_command_s_folder_environment_and_usage(tmp
     wrong, imported_here = command("build", "--shard", "5/2", cwd=tmp_path, env=own_key)
     alone, _ = command("build", "--shard", "5/2", cwd=tmp_path, env={**own_key, resident.KEEP_VARIABLE: "0"})
     assert imported_here is False
-    assert (wrong.returncode, wrong.stderr) == (alone.returncode, alone.stderr) == (2, alone.stderr)
+    assert wrong.returncode == alone.returncode == 2
+    assert wrong.stderr == alone.stderr
     assert "Usage: python -m reportgen build" in wrong.stderr
 
 
 def test_a_kept_reportgen_ends_when_unused(tmp_path: Path, own_key: dict) -> None:
     env = {**own_key, resident.KEEP_VARIABLE: "3"}
     command("regions", cwd=tmp_path, env=env)
-    wait_until(lambda: kept_pid(env, tmp_path) is not None)  # asking does not count as using it
-    wait_until(lambda: kept_pid(env, tmp_path) is None, seconds=20)
+    wait_for(lambda: kept_pid(env, tmp_path) is not None)  # asking does not count as using it
+    wait_for(lambda: kept_pid(env, tmp_path) is None, seconds=20)
 
 
 def test_no_kept_reportgen_is_started_or_used_when_switched_off(tmp_path: Path, own_key: dict) -> None:
