@@ -138,14 +138,11 @@ def find_soffice(soffice: str) -> str:
 
 def check_fonts() -> None:
     """Stop before converting when no Simplified-Chinese CJK font is installed."""
-    try:
-        listing = subprocess.run(
-            ["fc-list", ":lang=zh-cn", "family"], capture_output=True, text=True,
-            env=font_environment(), timeout=30, check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        listing = ""
-    if not any(family in listing for family in SC_FONT_FAMILIES):
+    from .glyphs import font_listing, has_simplified_chinese
+
+    if not has_simplified_chinese(font_listing() or []):
+        font_listing.cache_clear()  # asked again: one may have been installed since (the web page runs for days)
+    if not has_simplified_chinese(font_listing() or []):
         raise ConvertError(
             f"没有安装简体中文字体，PDF 中的汉字会显示错误；Word 文件已生成。请安装：apt-get install {FONT_PACKAGE}"
         )

@@ -151,21 +151,33 @@ def _write_cache(path: Path, ranges: list[tuple[int, int]]) -> None:
 
 
 @functools.cache
+def font_listing() -> list[tuple[str, str]] | None:
+    """(file, families) of every font face LibreOffice can use now, asked once a command for the
+    fonts' key, the glyphs they draw and the check for a Simplified-Chinese font; None when
+    fontconfig cannot say."""
+    listing = _fc_list("%{file}\t%{family}\n")
+    if listing is None:
+        return None
+    return [(file, families) for file, _, families in (line.partition("\t") for line in listing.splitlines()) if file]
+
+
+def has_simplified_chinese(rows: list[tuple[str, str]]) -> bool:
+    return any(family in names for _, names in rows for family in SC_FONT_FAMILIES)
+
+
+@functools.cache
 def fonts_key() -> str | None:
     """A name for the fonts LibreOffice can use now (``font_set_key`` of their files), or None
     when fontconfig cannot say: a LibreOffice kept running is used again only with the same."""
-    listing = _fc_list("%{file}\n")
-    return None if listing is None else font_set_key(listing.splitlines())
+    rows = font_listing()
+    return None if rows is None else font_set_key([file for file, _ in rows])
 
 
 @functools.cache
 def coverage() -> Coverage | None:
     """What the conversion's fonts can draw; None when that cannot be known or would not matter."""
-    listing = _fc_list("%{file}\t%{family}\n")
-    if listing is None:
-        return None
-    rows = [line.split("\t", 1) for line in listing.splitlines() if "\t" in line]
-    if not any(family in names for _, names in rows for family in SC_FONT_FAMILIES):
+    rows = font_listing()
+    if rows is None or not has_simplified_chinese(rows):
         return None
     folder = cache_folder()
     path = folder / f"glyphs-{font_set_key([file for file, _ in rows])}.txt" if folder else None

@@ -32,8 +32,10 @@ def cache_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     glyphs.coverage.cache_clear()
+    glyphs.font_listing.cache_clear()
     yield home
     glyphs.coverage.cache_clear()
+    glyphs.font_listing.cache_clear()
 
 
 def test_the_issue_example_warns_at_the_value(project_file) -> None:
@@ -102,6 +104,7 @@ def test_coverage_is_cached_on_disk_by_font_files(cache_home: Path, monkeypatch:
     assert cached[0].read_text(encoding="ascii").splitlines()[0] == "20-7e"  # hex ranges, one a line
 
     glyphs.coverage.cache_clear()  # as in the next process
+    glyphs.font_listing.cache_clear()
     asked.clear()
     second = glyphs.coverage()
     assert second is not None and asked == [LISTING]  # the font files listed, the charsets not asked
@@ -110,6 +113,7 @@ def test_coverage_is_cached_on_disk_by_font_files(cache_home: Path, monkeypatch:
 
     cached[0].write_text("damaged", encoding="ascii")
     glyphs.coverage.cache_clear()
+    glyphs.font_listing.cache_clear()
     asked.clear()
     assert glyphs.coverage().ranges == first.ranges and asked == [LISTING, CHARSETS]  # asked again, rewritten
     assert cached[0].read_text(encoding="ascii").splitlines()[0] == "20-7e"
@@ -155,3 +159,17 @@ def test_build_warns_and_counts_the_warning(project_file) -> None:
     with open("out/2022/测试单位/汇总表.csv", encoding="utf-8-sig", newline="") as summary:
         rows = list(csv.reader(summary))
     assert rows[1][0] == f"测试项目{EXT_G}" and rows[1][-1] == "1"
+
+
+def test_the_conversion_stops_without_a_simplified_chinese_font_and_sees_one_installed_since(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import convert
+    from reportgen.errors import ConvertError
+
+    listings = iter(["/f/a.ttf\tDejaVu Sans\n", "/f/a.ttf\tDejaVu Sans\n",  # none, asked twice
+                     "/f/a.ttf\tDejaVu Sans\n/f/b.ttc\tNoto Sans CJK JP,Noto Sans CJK SC\n"])
+    monkeypatch.setattr(glyphs, "_fc_list", lambda _format: next(listings))
+    with pytest.raises(ConvertError, match="没有安装简体中文字体"):
+        convert.check_fonts()
+    convert.check_fonts()  # the same process (the web page), once a font is installed: found, and then kept
+    assert glyphs.font_listing() == [("/f/a.ttf", "DejaVu Sans"), ("/f/b.ttc", "Noto Sans CJK JP,Noto Sans CJK SC")]
