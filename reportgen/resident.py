@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import select
 import signal
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 KEEP_VARIABLE = "REPORTGEN_KEEP_REPORTGEN"
 KEEP_SECONDS = 600.0
+KEEP_LIMIT = 86400.0
 # The commands that end: all but ``serve`` (tests/test_resident.py compares with the command line).
 SERVED = ("build", "validate", "score", "fields", "new", "import", "regions", "region", "templates")
 _FORWARDED_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
@@ -45,7 +47,11 @@ def run(prog_name: str | None = None) -> NoReturn:
     """The ``reportgen`` command: handed to a kept reportgen when one answers, run here otherwise
     (and then a kept one started for the next command)."""
     argv = sys.argv
-    key = _key() if _wanted(argv[1:]) else None
+    try:
+        key = _key() if _wanted(argv[1:]) else None
+    except ValueError as exc:  # a wrong REPORTGEN_KEEP_REPORTGEN: said before anything is done
+        print(f"错误：{exc}", file=sys.stderr)
+        os._exit(1)
     if key is not None:
         try:
             code = _forward(_address(key), argv, prog_name)
@@ -71,10 +77,19 @@ def serving() -> int | None:
 
 
 def keep_seconds() -> float:
-    try:
-        return max(0.0, float(os.environ.get(KEEP_VARIABLE, KEEP_SECONDS)))
-    except ValueError:
+    """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_REPORTGEN`` says: 0 to ``KEEP_LIMIT`` seconds
+    (as ``--keep-libreoffice``); ValueError, in words for the clerk, for anything else."""
+    text = os.environ.get(KEEP_VARIABLE)
+    if text is None:
         return KEEP_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= KEEP_LIMIT:  # also NaN
+        raise ValueError(f"环境变量 {KEEP_VARIABLE} 应为 0 到 {KEEP_LIMIT:g} 之间的秒数"
+                         f"（0 表示命令结束后不保持 reportgen 运行），现在是「{text}」")
+    return seconds
 
 
 def _wanted(args: list[str]) -> bool:

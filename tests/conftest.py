@@ -153,13 +153,19 @@ def kept_reportgen_pid(env: dict[str, str], *flags: str, cwd: Path | None = None
     return int(found) if found else None
 
 
-@pytest.fixture
-def kept_reportgen(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Commands run as subprocesses from here on go to a kept reportgen of this test's own (its
-    key differs from every other one's by a PYTHON… setting, which the key covers as it covers
-    the interpreter's other settings): started, answering, ended with the test. Its pid."""
+def own_kept_reportgen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run as subprocesses from here on are handed to a kept reportgen of this test's
+    own: its key differs from every other one's by a PYTHON… setting, which the key covers as it
+    covers the interpreter's other settings."""
     monkeypatch.setenv("REPORTGEN_KEEP_REPORTGEN", "60")
     monkeypatch.setenv("PYTHONREPORTGENTEST", uuid.uuid4().hex)
+
+
+@pytest.fixture
+def kept_reportgen(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A kept reportgen of this test's own (``own_kept_reportgen``): started, answering, ended
+    with the test. Its pid."""
+    own_kept_reportgen(monkeypatch)
     started = subprocess.run([sys.executable, "-m", "reportgen", "regions"], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ import pytest
 
 from reportgen import resident
 
-from .conftest import BASE_PROJECT, kept_reportgen_pid
+from .conftest import BASE_PROJECT, kept_reportgen_pid, own_kept_reportgen
 from .test_faults import wait_for
 
 IMPORTTIME = ("-X", "importtime")
@@ -33,12 +33,9 @@ def command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[s
 
 @pytest.fixture
 def own_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """An environment no kept reportgen serves yet (see ``kept_reportgen``); those started for
+    """An environment no kept reportgen serves yet (``own_kept_reportgen``); those started for
     it end with the test."""
-    import uuid
-
-    monkeypatch.setenv(resident.KEEP_VARIABLE, "60")
-    monkeypatch.setenv("PYTHONREPORTGENTEST", uuid.uuid4().hex)
+    own_kept_reportgen(monkeypatch)
     env = dict(os.environ)
     yield env
     for flags in (IMPORTTIME, ()):
@@ -102,6 +99,19 @@ def test_no_kept_reportgen_is_started_or_used_when_switched_off(tmp_path: Path, 
         assert (done.returncode, imported_here) == (0, True)
     time.sleep(1)
     assert kept_pid(own_key, tmp_path) is None
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "inf", "nan", "86401", "10 分钟"])
+def test_a_wrong_keep_setting_is_refused_before_anything_is_written(tmp_path: Path, value: str) -> None:
+    (tmp_path / "项目").mkdir()
+    (tmp_path / "项目" / "好.yaml").write_text(BASE_PROJECT, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "reportgen", "build", "项目", "-o", "out"], cwd=tmp_path,
+                          env={**os.environ, resident.KEEP_VARIABLE: value}, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"错误：环境变量 REPORTGEN_KEEP_REPORTGEN 应为 0 到 86400 之间的秒数"
+                           f"（0 表示命令结束后不保持 reportgen 运行），现在是「{value}」\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_key_changes_with_the_code_and_the_installed_packages(tmp_path: Path,
