@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -401,7 +402,7 @@ class _Worker:
                        functools.partial(_allowance_at, docs, 0, starts))
         try:
             while process.poll() is None:
-                time.sleep(_POLL_SECONDS)
+                _pause(process)
                 latest = max((i for i in range(newest + 1, len(docs)) if produced[i].exists()), default=newest)
                 if latest > newest:
                     newest = latest
@@ -744,8 +745,23 @@ class _Handover:
                 self.returncode = 0 if self._answer == _PROCESSED else 1
         return self.returncode
 
+    def wait_for_answer(self, seconds: float) -> None:
+        """Return when LibreOffice has said something (that it is done), at most after ``seconds``."""
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the build is stopping
+            select.select([self._connection], [], [], seconds)
+
     def close(self) -> None:
         self._connection.close()
+
+
+def _pause(process: subprocess.Popen | _Handover) -> None:
+    """Between two looks at a LibreOffice call. A call handed over ends with LibreOffice's
+    answer, awaited rather than slept through: the last PDF of a one-document call (a rebuild's
+    chunk) is taken as soon as it is done, not up to ``_POLL_SECONDS`` later."""
+    if isinstance(process, _Handover):
+        process.wait_for_answer(_POLL_SECONDS)
+    else:
+        time.sleep(_POLL_SECONDS)
 
 
 def ipc_arguments(arguments: list[str], folder_url: str | None) -> bytes:
@@ -971,9 +987,10 @@ class Pool:
     def stats(self) -> dict[str, float]:
         """CPU seconds and the largest resident size (MB) of the LibreOffice processes kept
         running, read only when the pool is ``measured`` (those started per batch count as
-        this process's children)."""
+        this process's children); and how many documents were handed to LibreOffice."""
         return {"libreoffice_cpu_s": round(self._processes.server_cpu, 3),
-                "libreoffice_peak_mb": round(sum(self._processes.server_peaks.values()) / 1024, 1)}
+                "libreoffice_peak_mb": round(sum(self._processes.server_peaks.values()) / 1024, 1),
+                "documents": self.expected}
 
     def inputs_written(self) -> None:
         """Every submitted document is now on disk (or never will be): retries may start."""

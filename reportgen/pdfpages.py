@@ -1118,7 +1118,7 @@ def _reencrypted(part: bytes, old: bytes, new: bytes) -> bytes:
             break
     if position < 0:
         raise Unsupported("no /UniqueID in the private dictionary")
-    step = _key_steps()
+    step = key_steps()
     old_key = new_key = _EEXEC_KEY
     for byte in part[:position]:
         old_key = new_key = step[byte + old_key]
@@ -1138,7 +1138,7 @@ def _reencrypted(part: bytes, old: bytes, new: bytes) -> bytes:
 
 
 @functools.cache
-def _key_steps() -> list[int]:
+def key_steps() -> list[int]:
     """The eexec key after a byte: ``step[byte + key]`` (one lookup instead of a multiplication)."""
     return [(value * _C1 + _C2) & 0xFFFF for value in range(0x10000 + 0x100)]
 

@@ -326,7 +326,7 @@ _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _COMPILED: dict[tuple[str, int, int], _Compiled] = {}
 
 
-def _compiled(template: Path) -> _Compiled:
+def prepared(template: Path) -> _Compiled:
     """The prepared template, re-read when the file changes (tests and editors rewrite them)."""
     try:
         stat = template.stat()
@@ -352,7 +352,7 @@ def render_docx(
     """
     template, out = Path(template), Path(out)
     data = clean_context(context)
-    compiled = _compiled(template)
+    compiled = prepared(template)
     try:
         rendered = compiled.render(data)
     except jinja2.UndefinedError as exc:

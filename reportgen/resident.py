@@ -276,6 +276,25 @@ def _import_everything() -> None:
     glyphs.coverage()
     glyphs.coverage.cache_clear()
     glyphs.font_listing.cache_clear()
+    _prepare_templates()
+    from . import pdfpages
+
+    pdfpages.key_steps()  # the Type 1 fonts' re-encryption table (20 ms), made for every converted chunk
+
+
+def _prepare_templates() -> None:
+    """The built-in regions' forms and the 汇总表, compiled (30–50 ms each, once per command that
+    renders): ``render`` keeps them by path, modification time and size, so that a command whose
+    templates are the same files uses them and one whose are not compiles its own."""
+    from . import render
+    from .bundle import summary_template
+    from .errors import ReportgenError
+    from .region_folders import TEMPLATE_FILE, templates_root
+
+    with contextlib.suppress(ReportgenError, OSError):
+        for template in [*sorted(templates_root().glob(f"*/{TEMPLATE_FILE}")), summary_template()]:
+            with contextlib.suppress(ReportgenError):
+                render.prepared(template)
 
 
 def _fork_for(connection: socket.socket, listener: socket.socket) -> bool:

@@ -554,12 +554,14 @@ class CheckCache:
     def check(self, source: Source, files: Files) -> Checked:
         """The source checked: from the cache when nothing it depends on has changed."""
         key = self._key(source, files)
-        if key is not None and key in self.entries:
+        # Found by this build already (a project checked early, see build.convert_early) or before.
+        entry = None if key is None else self.used.get(key, self.entries.get(key))
+        if entry is not None:
             with contextlib.suppress(Exception):  # anything unreadable is checked again
-                checked, region_id = pickle.loads(self.entries[key])
+                checked, region_id = pickle.loads(entry)
                 checked.source = source
                 checked.region = self._regions[region_id] if region_id is not None else None
-                self.used[key] = self.entries[key]
+                self.used[key] = entry
                 files.forget(source.path)
                 return checked
         checked = check_source(source, files)
@@ -572,7 +574,8 @@ class CheckCache:
         loaded) while this one checks others; the returned call waits for it and takes its
         entries in, so that ``check`` then finds them. Only the cache is filled ahead: a helper
         that fails or cannot be started leaves the checking to ``check``."""
-        missing = [source for source in sources if self._key(source, files) not in self.entries]
+        missing = [source for source in sources
+                   if (key := self._key(source, files)) not in self.entries and key not in self.used]
         if len(missing) < _AHEAD_MINIMUM or not hasattr(os, "fork") or threading.active_count() > 1:
             return lambda: None  # forking a process with threads (the web page) is not safe
         reader, writer = os.pipe()

@@ -166,6 +166,64 @@ def test_noop_rebuild_and_changed_project_rebuilds_its_chunk(tmp_path: Path, mon
     assert tree_digest(out) == before
 
 
+def _submitted(monkeypatch: pytest.MonkeyPatch) -> list[list[Path]]:
+    """Every list of documents handed to LibreOffice from now on, in order."""
+    from reportgen import convert
+
+    batches: list[list[Path]] = []
+    submit = convert.Pool.submit
+    monkeypatch.setattr(convert.Pool, "submit", lambda pool, batch, retry=True: (batches.append(list(batch)),
+                                                                                submit(pool, batch, retry))[1])
+    return batches
+
+
+def test_a_changed_projects_chunk_is_converted_while_the_tree_is_checked(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """One project file changed: its chunk, planned from its folder, goes to LibreOffice before
+    the other projects are checked; the chunk the whole tree gives is written with the same
+    bytes, so that conversion is the one used, and the outputs are a cold build's."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    converted_together(build([data], out), [data], out)
+    changed = next(data.rglob("网格信息采集工作.yaml"))
+    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    batches = _submitted(monkeypatch)
+    report = converted_together(build([data], out), [data], out)
+    assert (report.rebuilt, report.skipped) == (2, 0)
+    assert len(batches) == 1 and len(batches[0]) == 1  # the early one, and no other
+    assert batches[0][0].parent.parent.name == "early"
+    fresh = tmp_path / "fresh"
+    converted_together(build([data], fresh), [data], fresh)
+    assert tree_digest(out) == tree_digest(fresh)
+
+
+def test_a_unit_spread_over_two_folders_is_converted_as_the_whole_tree_plans_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The early guess sees one folder: for a unit whose projects lie in two, the chunk it writes
+    lacks the other folder's project (its 汇总表 lists one row, not two). The build converts the
+    chunk it plans from the whole tree instead; the early PDF is not used."""
+    data = tmp_path / "data"
+    unit = next((DATA / "2022").iterdir())
+    for folder, project in (("甲", "系统操作员.yaml"), ("乙", "网格信息采集工作.yaml")):
+        (data / folder).mkdir(parents=True)
+        shutil.copy(unit / "_unit.yaml", data / folder / "_unit.yaml")
+        shutil.copy(unit / project, data / folder / project)
+    out = tmp_path / "out"
+    first = converted_together(build([data], out), [data], out)
+    assert len(first.bundles) == 1
+    changed = data / "乙" / "网格信息采集工作.yaml"
+    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    batches = _submitted(monkeypatch)
+    report = converted_together(build([data], out), [data], out)
+    assert (report.rebuilt, report.skipped) == (2, 0)
+    assert [len(batch) for batch in batches] == [1, 1]  # the early guess, then the chunk as planned
+    assert batches[0][0].parent.parent.name == "early" and batches[1][0].parent.parent.name != "early"
+    fresh = tmp_path / "fresh"
+    converted_together(build([data], fresh), [data], fresh)
+    assert tree_digest(out) == tree_digest(fresh)
+
+
 def _fake_soffice(folder: Path, body: str) -> Path:
     fake = folder / "soffice"
     fake.write_text(f"#!/bin/bash\n{body}\n", encoding="utf-8")
