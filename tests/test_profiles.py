@@ -137,6 +137,34 @@ def test_libreoffice_kept_running_serves_the_next_build_and_ends_when_unused(
         end_offices(cache)
 
 
+def test_a_libreoffice_due_for_a_restart_is_replaced_when_its_build_ends(
+        cache: Path, tmp_path: Path, built_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LibreOffice kept running is started afresh after ``RECYCLE_DOCUMENTS`` documents: at
+    the end of the build that reached the count, so that the next build finds the new one
+    running instead of waiting for it to start."""
+    from reportgen import convert
+    from reportgen.build import Options, build
+
+    kept: list[dict] = []
+    keep_office = profiles.Profile.keep_office
+    monkeypatch.setattr(profiles.Profile, "keep_office",
+                        lambda profile, record: (kept.append(dict(record)), keep_office(profile, record))[1])
+    monkeypatch.setattr(convert, "RECYCLE_DOCUMENTS", 1)
+    try:
+        build([DATA], tmp_path / "first", Options(jobs=1, keep=30))
+        started, replacement = kept[0], kept[-1]
+        assert replacement["pid"] != started["pid"] and replacement["handled"] == 0
+        assert offices(cache) == {"slot-0": replacement}
+        assert alive(replacement["pid"]) and not alive(started["pid"])
+        monkeypatch.setattr(convert, "RECYCLE_DOCUMENTS", 1000)
+        build([DATA], tmp_path / "second", Options(jobs=1, keep=30))
+        (record,) = offices(cache).values()
+        assert record["pid"] == replacement["pid"] and record["handled"] > 0  # it did the next build's work
+        assert tree_digest(tmp_path / "second") == tree_digest(built_data)
+    finally:
+        end_offices(cache)
+
+
 def office_libraries(group: int) -> set[str]:
     """The files mapped by the soffice.bin of a LibreOffice's process group (where it converts)."""
     found: set[str] = set()
