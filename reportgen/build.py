@@ -944,7 +944,13 @@ def convert_early(paths: list[Path], changed: list[Source] | None, sources: list
         return None
     source = changed[0]
     neighbours = [other for other in sources if other.path.parent == source.path.parent]
+    missed = cache.missed
     results = check_paths(paths, cache, neighbours)
+    if cache.missed - missed > 1:
+        # Its neighbours' checks were not kept (reportgen or a region changed): the tree's are
+        # likely not either, and checking them takes a helper process (``check_ahead``), which a
+        # conversion running in a thread would forbid (a process with threads is not forked).
+        return None
     jobs = plan([checked for checked in results if checked.ok], out, options)
     aside = Report()  # what the whole tree's planning reports is what counts
     bundles = plan_bundles(jobs, [checked for checked in results if not checked.ok], aside)

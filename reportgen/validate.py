@@ -550,6 +550,7 @@ class CheckCache:
         self._keys: dict[Path, str | None] = {}  # of this run's sources, each read once
         self._files: dict[str, str] = {}  # key → the project file of this run it was found for
         self._looked: set[str] = set()  # every project file of this run
+        self.missed = 0  # projects this run checked anew, not found in the cache
 
     def check(self, source: Source, files: Files) -> Checked:
         """The source checked: from the cache when nothing it depends on has changed."""
@@ -565,6 +566,7 @@ class CheckCache:
                 files.forget(source.path)
                 return checked
         checked = check_source(source, files)
+        self.missed += 1
         if key is not None:
             self.used[key] = _entry(checked)
         return checked

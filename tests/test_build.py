@@ -198,6 +198,31 @@ def test_a_changed_projects_chunk_is_converted_while_the_tree_is_checked(tmp_pat
     assert tree_digest(out) == tree_digest(fresh)
 
 
+def test_no_chunk_is_converted_early_when_its_folder_must_be_checked_anew(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an update of reportgen nothing checked before counts: the whole tree is checked
+    anew, by a helper process for half of a large tree, which a conversion running in a thread
+    of the build would forbid (a process with threads is not forked). The folder of the changed
+    project, checked first, shows it: no chunk goes to LibreOffice before the tree is checked."""
+    import reportgen
+    from reportgen import build as build_module
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    converted_together(build([data], out), [data], out)
+    changed = next(data.rglob("网格信息采集工作.yaml"))
+    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    for module in (reportgen, build_module):
+        monkeypatch.setattr(module, "code_digest", lambda: "the code of a later update")
+    checked = _counting_checks(monkeypatch)
+    batches = _submitted(monkeypatch)
+    report = converted_together(build([data], out), [data], out)
+    assert (report.rebuilt, report.skipped) == (2, 0)
+    assert len(checked) == 2  # each project once: the folder's, checked first, are taken from there
+    assert batches and not any(doc.parent.parent.name == "early" for batch in batches for doc in batch)
+
+
 def test_a_unit_spread_over_two_folders_is_converted_as_the_whole_tree_plans_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The early guess sees one folder: for a unit whose projects lie in two, the chunk it writes
