@@ -177,17 +177,26 @@ def _submitted(monkeypatch: pytest.MonkeyPatch) -> list[list[Path]]:
     return batches
 
 
+def _change(project: Path) -> None:
+    project.write_text(project.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+
+
+def _built_then_one_changed(tmp_path: Path) -> tuple[Path, Path]:
+    """data/2022 copied and built; then one of its two projects changed: (data, out)."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "2022", data / "2022")
+    out = tmp_path / "out"
+    converted_together(build([data], out), [data], out)
+    _change(next(data.rglob("网格信息采集工作.yaml")))
+    return data, out
+
+
 def test_a_changed_projects_chunk_is_converted_while_the_tree_is_checked(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """One project file changed: its chunk, planned from its folder, goes to LibreOffice before
     the other projects are checked; the chunk the whole tree gives is written with the same
     bytes, so that conversion is the one used, and the outputs are a cold build's."""
-    data = tmp_path / "data"
-    shutil.copytree(DATA / "2022", data / "2022")
-    out = tmp_path / "out"
-    converted_together(build([data], out), [data], out)
-    changed = next(data.rglob("网格信息采集工作.yaml"))
-    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    data, out = _built_then_one_changed(tmp_path)
     batches = _submitted(monkeypatch)
     report = converted_together(build([data], out), [data], out)
     assert (report.rebuilt, report.skipped) == (2, 0)
@@ -207,12 +216,7 @@ def test_no_chunk_is_converted_early_when_its_folder_must_be_checked_anew(tmp_pa
     import reportgen
     from reportgen import build as build_module
 
-    data = tmp_path / "data"
-    shutil.copytree(DATA / "2022", data / "2022")
-    out = tmp_path / "out"
-    converted_together(build([data], out), [data], out)
-    changed = next(data.rglob("网格信息采集工作.yaml"))
-    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    data, out = _built_then_one_changed(tmp_path)
     for module in (reportgen, build_module):
         monkeypatch.setattr(module, "code_digest", lambda: "the code of a later update")
     checked = _counting_checks(monkeypatch)
@@ -237,8 +241,7 @@ def test_a_unit_spread_over_two_folders_is_converted_as_the_whole_tree_plans_it(
     out = tmp_path / "out"
     first = converted_together(build([data], out), [data], out)
     assert len(first.bundles) == 1
-    changed = data / "乙" / "网格信息采集工作.yaml"
-    changed.write_text(changed.read_text(encoding="utf-8").replace("工作人员满意度", "工作人员满意程度"), encoding="utf-8")
+    _change(data / "乙" / "网格信息采集工作.yaml")
     batches = _submitted(monkeypatch)
     report = converted_together(build([data], out), [data], out)
     assert (report.rebuilt, report.skipped) == (2, 0)
