@@ -994,10 +994,9 @@ class Pool:
     def stats(self) -> dict[str, float]:
         """CPU seconds and the largest resident size (MB) of the LibreOffice processes kept
         running, read only when the pool is ``measured`` (those started per batch count as
-        this process's children); and how many documents were handed to LibreOffice."""
+        this process's children)."""
         return {"libreoffice_cpu_s": round(self._processes.server_cpu, 3),
-                "libreoffice_peak_mb": round(sum(self._processes.server_peaks.values()) / 1024, 1),
-                "documents": self.expected}
+                "libreoffice_peak_mb": round(sum(self._processes.server_peaks.values()) / 1024, 1)}
 
     def inputs_written(self) -> None:
         """Every submitted document is now on disk (or never will be): retries may start."""

@@ -279,7 +279,7 @@ def _import_everything() -> None:
     _prepare_templates()
     from . import pdfpages
 
-    pdfpages.key_steps()  # the Type 1 fonts' re-encryption table (20 ms), made for every converted chunk
+    pdfpages.key_steps()  # the table that re-encrypting Type 1 fonts needs for every chunk converted (20 ms)
 
 
 def _prepare_templates() -> None:

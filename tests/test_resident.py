@@ -139,3 +139,20 @@ def test_only_commands_that_end_are_handed_over(monkeypatch: pytest.MonkeyPatch)
     assert not resident._wanted(["--help"])
     monkeypatch.setenv(resident.KEEP_VARIABLE, "0")
     assert not resident._wanted(["build", "data"])
+
+
+def test_the_kept_reportgen_holds_the_built_in_templates_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled before any command (30–50 ms each), under the key ``render`` looks them up by:
+    a fork renders the built-in forms and the 汇总表 without compiling them again."""
+    from reportgen import render
+    from reportgen.bundle import summary_template
+    from reportgen.region_folders import templates_root
+
+    monkeypatch.setattr(render, "_COMPILED", {})
+    resident._prepare_templates()
+    expected = [*templates_root().glob("*/form.docx"), summary_template()]
+    assert len(expected) > 8
+    assert {path for path, _, _ in render._COMPILED} == {str(path.resolve()) for path in expected}
+    compiled = render._COMPILED.copy()
+    assert all(render.prepared(path) is compiled[key] for path in expected
+               for key in compiled if key[0] == str(path.resolve()))
