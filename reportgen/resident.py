@@ -380,12 +380,22 @@ def _report(connection: socket.socket, code: int) -> None:
 
 
 def _stop_when_gone(connection: socket.socket) -> None:
-    """A command killed outright (its connection closed) interrupts the fork, as Ctrl-C would."""
-    import threading
+    """A command killed outright (its connection closed) interrupts the fork, as Ctrl-C would.
+    The kernel says so with SIGIO (``O_ASYNC``) rather than a thread waiting on the connection:
+    a process with threads does not fork, and a build forks a helper to check a large tree
+    (``validate.CheckCache.check_ahead``)."""
+    import fcntl
 
-    def watch() -> None:
-        with contextlib.suppress(OSError):
-            connection.recv(1)
-        os.kill(os.getpid(), signal.SIGTERM)
+    hang_up = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+    watch = select.poll()
+    watch.register(connection, hang_up)
 
-    threading.Thread(target=watch, daemon=True).start()
+    def closed(_number: int | None = None, _frame: object = None) -> None:
+        if any(events & hang_up for _, events in watch.poll(0)):  # not some other news of the connection
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGIO, closed)
+    fd = connection.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    closed()  # closed before the signal was asked for

@@ -156,3 +156,29 @@ def test_the_kept_reportgen_holds_the_built_in_templates_compiled(monkeypatch: p
     compiled = render._COMPILED.copy()
     assert all(render.prepared(path) is compiled[key] for path in expected
                for key in compiled if key[0] == str(path.resolve()))
+
+
+_WATCHED = """
+import signal, socket, threading, time
+from reportgen import resident
+ours, theirs = socket.socketpair()
+stopped = []
+signal.signal(signal.SIGTERM, lambda *_: stopped.append(time.monotonic()))
+resident._stop_when_gone(ours)
+print(threading.active_count())
+theirs.send(b"x")  # something else to read: not a close
+time.sleep(0.3)
+print(len(stopped))
+theirs.close()
+deadline = time.monotonic() + 10
+while not stopped and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(len(stopped))
+"""
+
+
+def test_a_fork_learns_that_its_command_was_killed_without_a_thread() -> None:
+    """The connection's close stops the fork (SIGTERM to itself), and no thread waits for it: a
+    fork with threads could not fork the helper that checks half of a large tree."""
+    done = subprocess.run([sys.executable, "-c", _WATCHED], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["1", "0", "1"]
