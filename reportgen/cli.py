@@ -338,8 +338,10 @@ def templates_dump(what: str, out: Path | None) -> None:
 @_friendly
 def serve(data_dir: Path, port: int, host: str, out: Path | None, no_browser: bool) -> None:
     """在本机浏览器中填写、检查和生成自评表（本地网页，不连互联网）。DATA_DIR 缺省为 data/。"""
+    from .convert import keep_seconds
     from .serve import run_server  # the web server: loaded only for this command
 
+    keep_seconds()  # its builds read REPORTGEN_KEEP_LIBREOFFICE: a wrong value stops it here, not later
     run_server(data_dir, out, host, port, open_browser=not no_browser, say=click.echo)
 
 

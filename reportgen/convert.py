@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import profiles, textlayer
+from . import profiles, resident, textlayer
 from .errors import ConvertError, OutputError, UsageError
 
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
@@ -497,11 +497,13 @@ RECYCLE_DOCUMENTS = 20
 
 
 def keep_seconds() -> float:
-    """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_LIBREOFFICE`` says."""
+    """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_LIBREOFFICE`` says; UsageError for what is not
+    0 to 86400 seconds. The command line checks its option itself; the web page's builds and
+    the kept reportgen read the variable here."""
     try:
-        return max(0.0, float(os.environ.get("REPORTGEN_KEEP_LIBREOFFICE", KEEP_SECONDS)))
-    except ValueError:
-        return KEEP_SECONDS
+        return resident.seconds_from("REPORTGEN_KEEP_LIBREOFFICE", KEEP_SECONDS, "生成结束后不保持 LibreOffice 运行")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class _Office:

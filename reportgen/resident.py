@@ -77,18 +77,24 @@ def serving() -> int | None:
 
 
 def keep_seconds() -> float:
-    """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_REPORTGEN`` says: 0 to ``KEEP_LIMIT`` seconds
-    (as ``--keep-libreoffice``); ValueError, in words for the clerk, for anything else."""
-    text = os.environ.get(KEEP_VARIABLE)
-    if text is None:
-        return KEEP_SECONDS
+    """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_REPORTGEN`` says (``seconds_from``)."""
+    return seconds_from(KEEP_VARIABLE, KEEP_SECONDS, "命令结束后不保持 reportgen 运行")
+
+
+def seconds_from(variable: str, default: float, zero_means: str) -> float:
+    """How long to keep something running, from the environment ``variable`` (``default``
+    where it is unset or empty): 0 to ``KEEP_LIMIT`` seconds, as ``--keep-libreoffice``;
+    ValueError, in words for the clerk, for anything else: a typo must not pass for a choice."""
+    text = os.environ.get(variable, "")
+    if not text.strip():
+        return default
     try:
         seconds = float(text)
     except ValueError:
         seconds = math.nan
     if not 0 <= seconds <= KEEP_LIMIT:  # also NaN
-        raise ValueError(f"环境变量 {KEEP_VARIABLE} 应为 0 到 {KEEP_LIMIT:g} 之间的秒数"
-                         f"（0 表示命令结束后不保持 reportgen 运行），现在是「{text}」")
+        raise ValueError(f"环境变量 {variable} 应为 0 到 {KEEP_LIMIT:g} 之间的秒数"
+                         f"（0 表示{zero_means}），现在是「{text}」")
     return seconds
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -415,3 +417,16 @@ def test_a_units_projects_are_found_again_by_reading_only_what_changed(
     added.write_text(text, encoding="utf-8")
     assert [source.path for source in workspace.unit_members(unit)] == [added, members[1]] == planned(unit)
     assert checked == [added]
+
+
+@pytest.mark.parametrize("value", ["10 分钟", "-1"])
+def test_serve_refuses_a_wrong_keep_setting_at_its_start(tmp_path: Path, value: str) -> None:
+    """Its builds read REPORTGEN_KEEP_LIBREOFFICE without the command line's check: a typo
+    stops the server before it listens, instead of passing for the default later."""
+    (tmp_path / "data").mkdir()
+    done = subprocess.run([sys.executable, "-m", "reportgen", "serve", "data", "--no-browser", "--port", "0"],
+                          cwd=tmp_path, env={**os.environ, "REPORTGEN_KEEP_LIBREOFFICE": value},
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("错误：环境变量 REPORTGEN_KEEP_LIBREOFFICE 应为 0 到 86400 之间的秒数"
+                           f"（0 表示生成结束后不保持 LibreOffice 运行），现在是「{value}」\n")
