@@ -498,8 +498,8 @@ RECYCLE_DOCUMENTS = 20
 
 def keep_seconds() -> float:
     """``KEEP_SECONDS``, or what ``REPORTGEN_KEEP_LIBREOFFICE`` says; UsageError for what is not
-    0 to 86400 seconds. The command line checks its option itself; the web page's builds and
-    the kept reportgen read the variable here."""
+    0 to 86400 seconds. The command line checks its option (``--keep-libreoffice``, the same
+    variable) itself; the web page's builds read the variable here."""
     try:
         return resident.seconds_from("REPORTGEN_KEEP_LIBREOFFICE", KEEP_SECONDS, "生成结束后不保持 LibreOffice 运行")
     except ValueError as exc:
