@@ -1064,6 +1064,56 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     pass
 
 
+@dataclass
+class _Work:
+    """What a build makes: the tree's bundles (of the shard), and what of it is stale."""
+
+    bundles: list[Bundle]
+    stale: list[Job]  # projects whose form is rendered (and converted, alone or in its chunk)
+    stale_chunks: list[Chunk]
+    stale_bundles: list[Bundle]
+    digests: dict[Path, str]  # input file → its sha256, as read for planning (the build's record)
+
+
+def _planned(results: list[Checked], context: tuple[State, Path, Options], report: Report) -> _Work:
+    """The checked projects planned into forms, chunks and bundles, those of ``options.shard``
+    kept, and compared with what the last build made; the report's counts filled in."""
+    state, out, options = context
+    digests: dict[Path, str] = {}
+    # The whole tree is planned, also for a shard: what is built of a unit depends on the
+    # units around it no more than on the machine (see ``in_shard``).
+    everything = plan([c for c in results if c.ok], out, options, digests)
+    bundles = plan_bundles(everything, [c for c in results if not c.ok], report)
+    chunks = plan_chunks(everything, bundles, options)
+    if options.shard is not None:
+        mine = {id(c) for c in results if in_shard(shard_key(c, out), options.shard)}
+        results = [c for c in results if id(c) in mine]
+        report.failures = [f for f in report.failures if in_shard(_failure_key(f, out), options.shard)]
+        jobs = [job for job in everything if id(job.checked) in mine]
+        bundles = [item for item in bundles if in_shard(item.key(out), options.shard)]
+        chunks = [chunk for chunk in chunks if in_shard(chunk.key(out).split("#")[0], options.shard)]
+    else:
+        jobs = everything
+    report.problems = [p for checked in results for p in checked.problems]
+    report.projects = len(results)
+    report.warnings = sum(not p.is_error for p in report.problems)
+    report.failures[:0] = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
+
+    def fresh(job: Job) -> bool:
+        return state.fresh(_key(job, out), job.fingerprint, job.outputs)
+
+    # A chunk is converted again as a whole when any of its forms or its kept PDF is stale.
+    stale_chunks = [c for c in chunks if options.force or not (
+        state.fresh(c.key(out), c.fingerprint, [c.stored(out)]) and all(fresh(job) for job in c.jobs))]
+    in_stale_chunk = {id(job) for chunk in stale_chunks for job in chunk.jobs}
+    stale = [job for job in jobs
+             if id(job) in in_stale_chunk or (job.chunk is None and (options.force or not fresh(job)))]
+    report.skipped = len(jobs) - len(stale)
+    stale_bundles = [b for b in bundles
+                     if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
+    return _Work(bundles, stale, stale_chunks, stale_bundles, digests)
+
+
 def build(paths: list[Path], out: Path, options: Options | None = None, progress: Progress = _no_progress,
           tree: Tree | None = None) -> Report:
     """Build every project under ``paths`` into ``out``; one failing project stops no other.
@@ -1099,54 +1149,24 @@ def build(paths: list[Path], out: Path, options: Options | None = None, progress
             guess = convert_early(paths, changed, sources, checked_before, (state, out, options), staging, pool)
             results = check_paths(paths, checked_before, sources)
             checked_before.save()
-            digests: dict[Path, str] = {}
-            # The whole tree is planned, also for a shard: what is built of a unit depends on the
-            # units around it no more than on the machine (see ``in_shard``).
-            everything = plan([c for c in results if c.ok], out, options, digests)
-            bundles = plan_bundles(everything, [c for c in results if not c.ok], report)
-            chunks = plan_chunks(everything, bundles, options)
-            if options.shard is not None:
-                mine = {id(c) for c in results if in_shard(shard_key(c, out), options.shard)}
-                results = [c for c in results if id(c) in mine]
-                report.failures = [f for f in report.failures if in_shard(_failure_key(f, out), options.shard)]
-                jobs = [job for job in everything if id(job.checked) in mine]
-                bundles = [item for item in bundles if in_shard(item.key(out), options.shard)]
-                chunks = [chunk for chunk in chunks if in_shard(chunk.key(out).split("#")[0], options.shard)]
-            else:
-                jobs = everything
-            report.problems = [p for checked in results for p in checked.problems]
-            report.projects = len(results)
-            report.warnings = sum(not p.is_error for p in report.problems)
-            report.failures[:0] = [f"{display_path(c.source.path)}: 数据有错误，未生成" for c in results if not c.ok]
-
-            def fresh(job: Job) -> bool:
-                return state.fresh(_key(job, out), job.fingerprint, job.outputs)
-
-            # A chunk is converted again as a whole when any of its forms or its kept PDF is stale.
-            stale_chunks = [c for c in chunks if options.force or not (
-                state.fresh(c.key(out), c.fingerprint, [c.stored(out)]) and all(fresh(job) for job in c.jobs))]
-            in_stale_chunk = {id(job) for chunk in stale_chunks for job in chunk.jobs}
-            stale = [job for job in jobs
-                     if id(job) in in_stale_chunk or (job.chunk is None and (options.force or not fresh(job)))]
-            report.skipped = len(jobs) - len(stale)
-            stale_bundles = [b for b in bundles
-                             if options.force or not state.fresh(b.key(out), b.fingerprint, b.outputs)]
+            work = _planned(results, (state, out, options), report)
             # The projects live until the end: keep them out of the garbage collections made while
             # producing (once per merged unit), which then only walk what it creates.
             gc.freeze()
             try:
                 context = (state, out, options, report, progress)
-                written = produce(stale, stale_chunks, stale_bundles, staging, context, pool, arrivals, guess)
+                written = produce(work.stale, work.stale_chunks, work.stale_bundles, staging, context, pool,
+                                  arrivals, guess)
             finally:
                 gc.unfreeze()
                 recorded = state.entries.get(INPUTS_KEY, {}).get("files", {})
-                files = {**recorded, **{str(path.resolve()): digest for path, digest in digests.items()}}
+                files = {**recorded, **{str(path.resolve()): digest for path, digest in work.digests.items()}}
                 state.entries[INPUTS_KEY] = {"files": dict(sorted(files.items()))}
                 state.entries.pop(TREE_KEY, None)  # recorded again below once the build is complete
                 if sys.exc_info()[0] is not None:
                     state.save()  # what was published is recorded, also when the build stops early
             # Only current bundles: a unit whose bundle could not be rebuilt is listed under failures.
-            report.bundles = [b.archive for b in bundles if b not in stale_bundles or b in written]
+            report.bundles = [b.archive for b in work.bundles if b not in work.stale_bundles or b in written]
             try:
                 # A build with forms converted one by one is not taken as final: the next one tries again.
                 if report.ok and not report.notices and key is not None:
